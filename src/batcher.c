@@ -1,0 +1,317 @@
+/*
+ * batcher: dedup sets per channel plus one timer for the earliest deadline.
+ * Keys in flight are not deduplicated against: a key that changes again while
+ * its refresh runs must be refreshed again, after the running one.
+ */
+#include "batcher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct batcher {
+	struct ev_loop *loop;
+	struct batch_policy policy;
+	struct batch_channel **channels;
+	size_t n_channels;
+	size_t next; /* round-robin start */
+	bool draining;
+	ev_timer timer;
+	void (*on_due)(void *arg);
+	void *arg;
+};
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct batcher *b = w->data;
+	(void)loop;
+	(void)revents;
+	b->on_due(b->arg);
+	batcher_rearm(b);
+}
+
+struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *policy, void (*on_due)(void *arg),
+			    void *arg)
+{
+	struct batcher *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return NULL;
+	b->loop = loop;
+	b->policy = *policy;
+	b->on_due = on_due;
+	b->arg = arg;
+	ev_init(&b->timer, timer_cb);
+	b->timer.data = b;
+	return b;
+}
+
+static void channel_free(struct batch_channel *ch)
+{
+	free(ch->name);
+	free(ch->rollup);
+	free(ch->refresh_sql);
+	keyset_free(ch->pending);
+	free(ch);
+}
+
+void batcher_free(struct batcher *b)
+{
+	if (b == NULL)
+		return;
+	ev_timer_stop(b->loop, &b->timer);
+	for (size_t i = 0; i < b->n_channels; i++)
+		channel_free(b->channels[i]);
+	free(b->channels);
+	free(b);
+}
+
+void batcher_set_policy(struct batcher *b, const struct batch_policy *policy)
+{
+	b->policy = *policy;
+	for (size_t i = 0; i < b->n_channels; i++) {
+		b->channels[i]->retry.min_ms = policy->retry_min_ms;
+		b->channels[i]->retry.max_ms = policy->retry_max_ms;
+	}
+	batcher_rearm(b);
+}
+
+struct batch_channel *batcher_find(struct batcher *b, const char *name)
+{
+	for (size_t i = 0; i < b->n_channels; i++)
+		if (strcmp(b->channels[i]->name, name) == 0)
+			return b->channels[i];
+	return NULL;
+}
+
+static struct batch_channel *channel_new(const struct catalog_channel *cc, const struct batch_policy *policy)
+{
+	struct batch_channel *ch = calloc(1, sizeof(*ch));
+	if (ch == NULL)
+		return NULL;
+	ch->name = strdup(cc->name);
+	ch->rollup = strdup(cc->rollup);
+	ch->refresh_sql = strdup(cc->refresh_sql);
+	ch->key_type = cc->key_type;
+	ch->pending = keyset_new();
+	backoff_init(&ch->retry, policy->retry_min_ms, policy->retry_max_ms);
+	if (ch->name == NULL || ch->rollup == NULL || ch->refresh_sql == NULL || ch->pending == NULL) {
+		channel_free(ch);
+		return NULL;
+	}
+	return ch;
+}
+
+size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
+{
+	struct batch_channel **channels = calloc(cat->n_channels + 1, sizeof(*channels));
+	size_t dropped = 0;
+	if (channels == NULL)
+		return 0;
+
+	for (size_t i = 0; i < cat->n_channels; i++) {
+		const struct catalog_channel *cc = &cat->channels[i];
+		struct batch_channel *old = batcher_find(b, cc->name);
+		if (old && old->key_type == cc->key_type) {
+			/* Kept: pending keys stay; the refresh function may have changed. */
+			free(old->refresh_sql);
+			old->refresh_sql = strdup(cc->refresh_sql);
+			channels[i] = old;
+			for (size_t j = 0; j < b->n_channels; j++)
+				if (b->channels[j] == old)
+					b->channels[j] = NULL;
+		} else {
+			channels[i] = channel_new(cc, &b->policy);
+		}
+	}
+	for (size_t j = 0; j < b->n_channels; j++) {
+		if (b->channels[j] == NULL)
+			continue;
+		dropped += keyset_count(b->channels[j]->pending);
+		channel_free(b->channels[j]);
+	}
+	free(b->channels);
+	b->channels = channels;
+	b->n_channels = 0;
+	for (size_t i = 0; i < cat->n_channels; i++)
+		if (channels[i] != NULL)
+			channels[b->n_channels++] = channels[i];
+	b->next = 0;
+	batcher_rearm(b);
+	return dropped;
+}
+
+int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len)
+{
+	bool was_empty = keyset_count(ch->pending) == 0;
+	int r = keyset_add(ch->pending, key, len);
+
+	if (r < 0)
+		return -1;
+	ch->keys_received++;
+	if (was_empty && r == 1) {
+		ch->first_pending_at = ev_now(b->loop);
+		batcher_rearm(b);
+	}
+	return 0;
+}
+
+bool batcher_channel_due(const struct batcher *b, const struct batch_channel *ch, ev_tstamp now)
+{
+	size_t n = keyset_count(ch->pending);
+
+	if (n == 0)
+		return false;
+	if (b->draining)
+		return true;
+	if (now < ch->retry_at)
+		return false;
+	return n >= b->policy.max_keys || now - ch->first_pending_at >= b->policy.window_s;
+}
+
+struct batch *batcher_take(struct batcher *b, ev_tstamp now)
+{
+	for (size_t k = 0; k < b->n_channels; k++) {
+		size_t i = (b->next + k) % b->n_channels;
+		struct batch_channel *ch = b->channels[i];
+		if (!batcher_channel_due(b, ch, now))
+			continue;
+
+		size_t want = keyset_count(ch->pending);
+		if (want > b->policy.max_keys)
+			want = b->policy.max_keys;
+		struct batch *batch = calloc(1, sizeof(*batch));
+		char **keys = calloc(want, sizeof(char *));
+		if (batch == NULL || keys == NULL) {
+			free(batch);
+			free(keys);
+			log_error("out of memory taking a batch channel=%s", ch->name);
+			return NULL;
+		}
+		batch->n = keyset_take(ch->pending, keys, want);
+		batch->keys = keys;
+		batch->channel = strdup(ch->name);
+		batch->refresh_sql = strdup(ch->refresh_sql);
+		batch->param = sql_array_literal(keys, batch->n, ch->key_type);
+		batch->started = now;
+		/* The rest, if any, waits a full window again unless max_keys remain. */
+		ch->first_pending_at = now;
+		ch->in_flight++;
+		b->next = (i + 1) % b->n_channels;
+		batcher_rearm(b);
+		return batch;
+	}
+	return NULL;
+}
+
+static void batch_free(struct batch *batch)
+{
+	for (size_t i = 0; i < batch->n; i++)
+		free(batch->keys[i]);
+	free(batch->keys);
+	free(batch->channel);
+	free(batch->refresh_sql);
+	free(batch->param);
+	free(batch);
+}
+
+uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long rows_written)
+{
+	struct batch_channel *ch = batcher_find(b, batch->channel);
+	uint32_t delay = 0;
+
+	if (ch == NULL) {
+		if (!ok)
+			log_warning("batch failed for a channel no longer configured channel=%s keys=%zu", batch->channel,
+				    batch->n);
+		batch_free(batch);
+		return 0;
+	}
+	ch->in_flight--;
+	if (ok) {
+		ch->batches_ok++;
+		ch->keys_refreshed += batch->n;
+		ch->rows_written += rows_written > 0 ? (uint64_t)rows_written : 0;
+		backoff_reset(&ch->retry);
+		ch->retry_at = 0;
+	} else {
+		ch->batches_failed++;
+		bool was_empty = keyset_count(ch->pending) == 0;
+		for (size_t i = 0; i < batch->n; i++) {
+			if (keyset_add(ch->pending, batch->keys[i], strlen(batch->keys[i])) < 0)
+				log_error("out of memory requeueing key channel=%s key=%s", ch->name, batch->keys[i]);
+		}
+		if (was_empty)
+			ch->first_pending_at = ev_now(b->loop);
+		delay = backoff_next_ms(&ch->retry, (uint32_t)random());
+		ch->retry_at = ev_now(b->loop) + delay / 1000.0;
+	}
+	batch_free(batch);
+	batcher_rearm(b);
+	return delay;
+}
+
+void batcher_set_draining(struct batcher *b, bool draining)
+{
+	b->draining = draining;
+	batcher_rearm(b);
+}
+
+size_t batcher_pending(const struct batcher *b)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < b->n_channels; i++)
+		n += keyset_count(b->channels[i]->pending);
+	return n;
+}
+
+unsigned batcher_in_flight(const struct batcher *b)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < b->n_channels; i++)
+		n += b->channels[i]->in_flight;
+	return n;
+}
+
+size_t batcher_channel_count(const struct batcher *b)
+{
+	return b->n_channels;
+}
+
+struct batch_channel *batcher_channel(struct batcher *b, size_t i)
+{
+	return i < b->n_channels ? b->channels[i] : NULL;
+}
+
+/*
+ * Only future deadlines arm the timer: a channel already due is taken by the
+ * engine's next dispatch (keys arrived, or a worker became idle), and a timer
+ * for a past deadline would spin while every worker is busy.
+ */
+void batcher_rearm(struct batcher *b)
+{
+	ev_tstamp now = ev_now(b->loop);
+	ev_tstamp deadline = 0;
+	bool any = false;
+
+	for (size_t i = 0; i < b->n_channels; i++) {
+		const struct batch_channel *ch = b->channels[i];
+		if (keyset_count(ch->pending) == 0)
+			continue;
+		ev_tstamp d = ch->first_pending_at + b->policy.window_s;
+		if (b->draining || keyset_count(ch->pending) >= b->policy.max_keys)
+			d = ch->first_pending_at;
+		if (ch->retry_at > d)
+			d = ch->retry_at;
+		if (d <= now)
+			continue;
+		if (!any || d < deadline)
+			deadline = d;
+		any = true;
+	}
+	ev_timer_stop(b->loop, &b->timer);
+	if (!any)
+		return;
+	ev_timer_set(&b->timer, deadline - now, 0.);
+	ev_timer_start(b->loop, &b->timer);
+}

@@ -1,0 +1,97 @@
+/*
+ * batcher: per-channel sets of pending keys, deduplicated, cut into batches
+ * when max_keys accumulate or window_ms passes, and given back with a retry
+ * delay when a batch fails. It does not know where keys come from (notify or
+ * queue delivery) nor who runs a batch: the engine takes due batches and
+ * reports their outcome.
+ */
+#ifndef ROLLUPD_BATCHER_H
+#define ROLLUPD_BATCHER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backoff.h"
+#include "catalog.h"
+#include "keyset.h"
+
+struct batch_policy {
+	size_t max_keys;
+	double window_s;
+	uint32_t retry_min_ms;
+	uint32_t retry_max_ms;
+};
+
+struct batch_channel {
+	char *name;
+	char *rollup;
+	char *refresh_sql;
+	enum key_type key_type;
+	struct keyset *pending;
+	ev_tstamp first_pending_at; /* when `pending` last became non-empty */
+	ev_tstamp retry_at;         /* no batch before this (after a failure) */
+	struct backoff retry;
+	unsigned in_flight;
+
+	uint64_t keys_received;  /* valid keys, before dedup */
+	uint64_t keys_malformed;
+	uint64_t keys_refreshed;
+	uint64_t rows_written;
+	uint64_t batches_ok;
+	uint64_t batches_failed;
+};
+
+/* A batch taken for refresh. Owned by the caller until batcher_complete(). */
+struct batch {
+	char *channel;     /* name; the channel may be gone by completion */
+	char *refresh_sql; /* copied, for the same reason */
+	char **keys;
+	size_t n;
+	char *param;       /* the keys as an SQL array literal */
+	ev_tstamp started;
+};
+
+struct batcher;
+
+/* `on_due` runs from the loop when a window or retry delay ends. */
+struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *policy, void (*on_due)(void *arg),
+			    void *arg);
+void batcher_free(struct batcher *b);
+void batcher_set_policy(struct batcher *b, const struct batch_policy *policy);
+
+/* Make the channel list match the catalog; pending keys of kept channels stay.
+ * Returns the number of pending keys dropped with removed channels. */
+size_t batcher_set_channels(struct batcher *b, const struct catalog *cat);
+
+struct batch_channel *batcher_find(struct batcher *b, const char *name);
+
+/* Add one canonical key; 0, or -1 out of memory. */
+int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len);
+
+/* Is this channel's next batch due at `now`? */
+bool batcher_channel_due(const struct batcher *b, const struct batch_channel *ch, ev_tstamp now);
+
+/* Take the next due batch (round-robin across channels), or NULL. */
+struct batch *batcher_take(struct batcher *b, ev_tstamp now);
+
+/*
+ * Report a batch's outcome and free it. On success the channel's retry delay
+ * resets; on failure its keys go back to pending (merged with newer ones) and
+ * the channel waits a backoff delay. Returns that delay in ms (0 on success).
+ */
+uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long rows_written);
+
+/* While draining (shutdown) every pending key is due at once. */
+void batcher_set_draining(struct batcher *b, bool draining);
+
+size_t batcher_pending(const struct batcher *b);
+unsigned batcher_in_flight(const struct batcher *b);
+size_t batcher_channel_count(const struct batcher *b);
+struct batch_channel *batcher_channel(struct batcher *b, size_t i);
+
+/* Re-arm the wake-up timer for the earliest window or retry deadline. */
+void batcher_rearm(struct batcher *b);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * config: load and validate rollupd.conf (libconfig syntax) into a struct.
+ * Every key has a default except database.conninfo; unknown keys, wrong
+ * types and out-of-range values are errors naming the file and line. It does
+ * not apply anything: the caller decides what a new config changes.
+ */
+#ifndef ROLLUPD_CONFIG_H
+#define ROLLUPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/rollupd/rollupd.conf"
+
+struct config {
+	char *path;
+
+	/* database */
+	char *conninfo;
+	int pool_size;
+	int connect_timeout_ms;
+	int statement_timeout_ms;
+	int connect_retries;
+	int reconnect_min_ms;
+	int reconnect_max_ms;
+
+	/* batch */
+	int batch_max_keys;
+	int batch_window_ms;
+	int retry_min_ms;
+	int retry_max_ms;
+
+	/* reconcile */
+	int reconcile_chunk_keys;
+	bool reconcile_on_connect;
+	int reconcile_interval_s;
+
+	/* rollups: NULL means every rollup registered in the database */
+	char **rollups;
+	size_t n_rollups;
+
+	/* log */
+	enum log_level log_level;
+
+	/* daemon */
+	int shutdown_timeout_ms;
+	char *pidfile;
+};
+
+/*
+ * Load `path` into `out` (zeroed first). `conninfo_override`, when not NULL,
+ * replaces database.conninfo (the -d option). On error returns -1 and leaves
+ * "FILE:LINE: message" (or "FILE: message") in `err`; `out` is then empty.
+ */
+int config_load(const char *path, const char *conninfo_override, struct config *out, char *err, size_t errlen);
+
+/* Every default, with `conninfo`: for -d without a config file. */
+int config_defaults(const char *conninfo, struct config *out);
+
+void config_free(struct config *cfg);
+
+/* True when the rollup should run under this config's `rollups` list. */
+bool config_wants_rollup(const struct config *cfg, const char *name);
+
+#endif

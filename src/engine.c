@@ -1,0 +1,662 @@
+/*
+ * engine: dispatch loop over idle workers. Every event that can create work
+ * (keys arrived, a window ended, a worker came up or finished, a walk chunk
+ * returned) ends in dispatch(), which fills idle workers until there is
+ * nothing due. Refresh batches and reconcile chunks alternate, so neither a
+ * notification flood nor a long walk starves the other.
+ */
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "batcher.h"
+#include "catalog.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "sdnotify.h"
+
+enum engine_phase {
+	PHASE_STARTING, /* not yet listening and caught up once */
+	PHASE_RUNNING,
+	PHASE_STOPPING,
+	PHASE_STOPPED,
+};
+
+/* A reconcile walk over one rollup's key space, one chunk per job. */
+struct walk {
+	char *rollup;
+	char *sql;
+	char *after;     /* last key done; NULL walks from the start */
+	bool active;
+	bool in_flight;
+	bool restart;    /* start over when the chunk in flight returns */
+	bool catch_up;   /* part of the catch-up that readiness waits for */
+	ev_tstamp started;
+	ev_tstamp retry_at;
+	ev_tstamp last_log;
+	uint64_t fixed;
+	uint64_t chunks;
+	struct backoff retry;
+};
+
+enum job_kind { JOB_REFRESH, JOB_RECONCILE };
+
+struct job {
+	enum job_kind kind;
+	struct engine *e;
+	struct pool_worker *w;
+	struct batch *batch; /* JOB_REFRESH */
+	char *rollup;        /* JOB_RECONCILE: walks are found by name, they may be rebuilt meanwhile */
+	ev_tstamp started;
+};
+
+struct engine {
+	struct ev_loop *loop;
+	struct config *cfg;
+	enum engine_phase phase;
+	int exit_code;
+
+	struct listener *listener;
+	struct batcher *batcher;
+	struct pool *pool;
+	struct catalog catalog;
+	struct walk *walks;
+	size_t n_walks;
+
+	bool ready; /* listening and caught up */
+	bool dispatching;
+	bool dispatch_again;
+	unsigned turn;
+
+	ev_timer shutdown_timer;
+	ev_timer reconcile_timer; /* reconcile.interval_s */
+	ev_timer walk_retry_timer; /* a failed reconcile chunk's retry delay */
+	void (*on_ready)(void *arg);
+	void *on_ready_arg;
+};
+
+static void dispatch(struct engine *e);
+
+static struct pgconn_settings settings_from(const struct config *cfg)
+{
+	return (struct pgconn_settings){
+		.conninfo = cfg->conninfo,
+		.connect_timeout_ms = cfg->connect_timeout_ms,
+		.statement_timeout_ms = cfg->statement_timeout_ms,
+		.reconnect_min_ms = cfg->reconnect_min_ms,
+		.reconnect_max_ms = cfg->reconnect_max_ms,
+	};
+}
+
+static struct batch_policy policy_from(const struct config *cfg)
+{
+	return (struct batch_policy){
+		.max_keys = (size_t)cfg->batch_max_keys,
+		.window_s = cfg->batch_window_ms / 1000.0,
+		.retry_min_ms = (uint32_t)cfg->retry_min_ms,
+		.retry_max_ms = (uint32_t)cfg->retry_max_ms,
+	};
+}
+
+static void report_status(struct engine *e)
+{
+	char status[256];
+	snprintf(status, sizeof(status), "STATUS=%s: rollups=%zu channels=%zu pending_keys=%zu workers=%zu/%zu",
+		 e->phase == PHASE_STOPPING ? "stopping"
+		 : e->ready		    ? "ready"
+		 : listener_listening(e->listener) ? "catching up"
+					      : "connecting",
+		 e->catalog.n_rollups, e->catalog.n_channels, batcher_pending(e->batcher), pool_connected(e->pool),
+		 pool_size(e->pool));
+	sdnotify_send(status);
+}
+
+/* ---- walks ---- */
+
+static struct walk *find_walk(struct engine *e, const char *rollup)
+{
+	for (size_t i = 0; i < e->n_walks; i++)
+		if (strcmp(e->walks[i].rollup, rollup) == 0)
+			return &e->walks[i];
+	return NULL;
+}
+
+static void walk_begin(struct engine *e, struct walk *w, bool catch_up)
+{
+	if (w->in_flight) {
+		w->restart = true; /* the chunk in flight predates this start */
+	} else {
+		free(w->after);
+		w->after = NULL;
+	}
+	w->active = true;
+	w->catch_up = w->catch_up || catch_up;
+	w->started = ev_now(e->loop);
+	w->last_log = w->started;
+	w->fixed = 0;
+	w->chunks = 0;
+	w->retry_at = 0;
+	backoff_reset(&w->retry);
+	log_info("reconcile started rollup=%s reason=%s", w->rollup, catch_up ? "catch-up" : "interval");
+}
+
+/* Rebuild the walk list for a new catalog, keeping the state of kept rollups. */
+static void rebuild_walks(struct engine *e, const struct catalog *cat)
+{
+	struct walk *walks = calloc(cat->n_rollups + 1, sizeof(*walks));
+	if (walks == NULL) {
+		log_error("out of memory rebuilding reconcile walks");
+		return;
+	}
+	for (size_t i = 0; i < cat->n_rollups; i++) {
+		struct walk *old = find_walk(e, cat->rollups[i].name);
+		if (old) {
+			walks[i] = *old;
+			free(walks[i].sql);
+			memset(old, 0, sizeof(*old)); /* moved */
+		} else {
+			walks[i].rollup = strdup(cat->rollups[i].name);
+			backoff_init(&walks[i].retry, (uint32_t)e->cfg->retry_min_ms, (uint32_t)e->cfg->retry_max_ms);
+		}
+		walks[i].sql = strdup(cat->rollups[i].reconcile_sql);
+	}
+	for (size_t i = 0; i < e->n_walks; i++) {
+		free(e->walks[i].rollup);
+		free(e->walks[i].sql);
+		free(e->walks[i].after);
+	}
+	free(e->walks);
+	e->walks = walks;
+	e->n_walks = cat->n_rollups;
+}
+
+static bool catching_up(const struct engine *e)
+{
+	for (size_t i = 0; i < e->n_walks; i++)
+		if (e->walks[i].active && e->walks[i].catch_up)
+			return true;
+	return false;
+}
+
+static void update_readiness(struct engine *e)
+{
+	bool ready = listener_listening(e->listener) && !catching_up(e);
+
+	if (ready == e->ready)
+		return;
+	e->ready = ready;
+	if (ready) {
+		log_info("ready: listening and caught up rollups=%zu channels=%zu", e->catalog.n_rollups,
+			 e->catalog.n_channels);
+		if (e->phase == PHASE_STARTING) {
+			e->phase = PHASE_RUNNING;
+			sdnotify_send("READY=1");
+			if (e->on_ready)
+				e->on_ready(e->on_ready_arg);
+		}
+	}
+	report_status(e);
+}
+
+/* ---- jobs ---- */
+
+static struct job *job_new(struct engine *e, struct pool_worker *w, enum job_kind kind)
+{
+	struct job *job = calloc(1, sizeof(*job));
+	if (job == NULL)
+		return NULL;
+	job->e = e;
+	job->w = w;
+	job->kind = kind;
+	job->started = ev_now(e->loop);
+	w->job = job;
+	return job;
+}
+
+static void job_end(struct job *job)
+{
+	struct engine *e = job->e;
+	pool_release(e->pool, job->w);
+	free(job->rollup);
+	free(job);
+	dispatch(e);
+}
+
+static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct job *job = arg;
+	struct engine *e = job->e;
+	struct batch *batch = job->batch;
+	double ms = (ev_now(e->loop) - job->started) * 1000.0;
+	(void)c;
+
+	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) < 1))
+		error = "refresh function returned no row count";
+	if (error != NULL) {
+		char channel[64];
+		size_t n = batch->n;
+		snprintf(channel, sizeof(channel), "%s", batch->channel);
+		uint32_t delay = batcher_complete(e->batcher, batch, false, 0);
+		log_warning("refresh failed channel=%s keys=%zu ms=%.0f error=\"%s\" retry_in_ms=%u", channel, n, ms,
+			    error, delay);
+	} else {
+		long rows = PQgetisnull(res, 0, 0) ? 0 : strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		log_debug("refreshed channel=%s keys=%zu rows=%ld ms=%.1f", batch->channel, batch->n, rows, ms);
+		batcher_complete(e->batcher, batch, true, rows);
+	}
+	job_end(job);
+}
+
+static bool start_refresh(struct engine *e, struct pool_worker *w, ev_tstamp now)
+{
+	struct batch *batch = batcher_take(e->batcher, now);
+	if (batch == NULL)
+		return false;
+	struct job *job = job_new(e, w, JOB_REFRESH);
+	if (job == NULL) {
+		batcher_complete(e->batcher, batch, false, 0);
+		return false;
+	}
+	job->batch = batch;
+	const char *params[1] = { batch->param };
+	if (pgconn_query(w->conn, batch->refresh_sql, 1, params, on_refresh_done, job) != 0) {
+		/* Not sent: the keys go back and the connection re-establishes itself. */
+		batcher_complete(e->batcher, batch, false, 0);
+		pool_release(e->pool, w);
+		free(job);
+		return false;
+	}
+	return true;
+}
+
+static void on_reconcile_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct job *job = arg;
+	struct engine *e = job->e;
+	struct walk *w = find_walk(e, job->rollup);
+	ev_tstamp now = ev_now(e->loop);
+	(void)c;
+
+	if (w == NULL) {
+		job_end(job); /* rollup removed by a reload */
+		return;
+	}
+	w->in_flight = false;
+	if (w->restart) {
+		w->restart = false;
+		free(w->after);
+		w->after = NULL;
+	} else if (error != NULL || PQntuples(res) != 1 || PQnfields(res) != 2) {
+		uint32_t delay = backoff_next_ms(&w->retry, (uint32_t)random());
+		w->retry_at = now + delay / 1000.0;
+		log_warning("reconcile chunk failed rollup=%s after=%s error=\"%s\" retry_in_ms=%u", w->rollup,
+			    w->after ? w->after : "(start)", error ? error : "unexpected result shape", delay);
+	} else {
+		backoff_reset(&w->retry);
+		w->chunks++;
+		w->fixed += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+		free(w->after);
+		w->after = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+		if (w->after == NULL) {
+			w->active = false;
+			w->catch_up = false;
+			log_info("reconcile done rollup=%s fixed=%llu chunks=%llu ms=%.0f", w->rollup,
+				 (unsigned long long)w->fixed, (unsigned long long)w->chunks, (now - w->started) * 1000.0);
+			update_readiness(e);
+		} else if (now - w->last_log >= 5.0) {
+			w->last_log = now;
+			log_info("reconcile progress rollup=%s after=%s fixed=%llu chunks=%llu", w->rollup, w->after,
+				 (unsigned long long)w->fixed, (unsigned long long)w->chunks);
+		}
+	}
+	job_end(job);
+}
+
+static bool start_reconcile(struct engine *e, struct pool_worker *pw, ev_tstamp now)
+{
+	if (e->phase == PHASE_STOPPING)
+		return false;
+	for (size_t i = 0; i < e->n_walks; i++) {
+		struct walk *w = &e->walks[i];
+		if (!w->active || w->in_flight || now < w->retry_at)
+			continue;
+		struct job *job = job_new(e, pw, JOB_RECONCILE);
+		if (job == NULL)
+			return false;
+		job->rollup = strdup(w->rollup);
+		char chunk[16];
+		snprintf(chunk, sizeof(chunk), "%d", e->cfg->reconcile_chunk_keys);
+		const char *params[2] = { w->after, chunk };
+		if (pgconn_query(pw->conn, w->sql, 2, params, on_reconcile_done, job) != 0) {
+			pool_release(e->pool, pw);
+			free(job->rollup);
+			free(job);
+			return false;
+		}
+		w->in_flight = true;
+		return true;
+	}
+	return false;
+}
+
+/* The earliest reconcile retry still to come, or 0. */
+static ev_tstamp next_walk_retry(const struct engine *e, ev_tstamp now)
+{
+	ev_tstamp next = 0;
+	for (size_t i = 0; i < e->n_walks; i++) {
+		const struct walk *w = &e->walks[i];
+		if (w->active && !w->in_flight && w->retry_at > now && (next == 0 || w->retry_at < next))
+			next = w->retry_at;
+	}
+	return next;
+}
+
+static void finish_stop(struct engine *e, const char *how)
+{
+	e->phase = PHASE_STOPPED;
+	ev_timer_stop(e->loop, &e->shutdown_timer);
+	ev_timer_stop(e->loop, &e->reconcile_timer);
+	ev_timer_stop(e->loop, &e->walk_retry_timer);
+	listener_stop(e->listener);
+	pool_stop(e->pool); /* batches still in flight come back to pending */
+
+	size_t pending = batcher_pending(e->batcher);
+	if (pending > 0)
+		log_warning("stopped %s with keys not refreshed pending_keys=%zu (the next start reconciles them)", how,
+			    pending);
+	else
+		log_info("stopped %s", how);
+	ev_break(e->loop, EVBREAK_ALL);
+}
+
+static void dispatch(struct engine *e)
+{
+	if (e->phase == PHASE_STOPPED)
+		return;
+	if (e->dispatching) {
+		e->dispatch_again = true;
+		return;
+	}
+	e->dispatching = true;
+	do {
+		e->dispatch_again = false;
+		struct pool_worker *w;
+		while ((w = pool_acquire_idle(e->pool)) != NULL) {
+			ev_tstamp now = ev_now(e->loop);
+			bool reconcile_first = (e->turn++ & 1) != 0;
+			if (reconcile_first && start_reconcile(e, w, now))
+				continue;
+			if (start_refresh(e, w, now))
+				continue;
+			if (!reconcile_first && start_reconcile(e, w, now))
+				continue;
+			break;
+		}
+	} while (e->dispatch_again);
+	e->dispatching = false;
+
+	if (e->phase == PHASE_STOPPING && pool_busy(e->pool) == 0 && batcher_pending(e->batcher) == 0) {
+		finish_stop(e, "cleanly");
+		return;
+	}
+	/* A reconcile chunk waiting out a retry delay needs a wake-up of its own. */
+	ev_tstamp retry = next_walk_retry(e, ev_now(e->loop));
+	if (retry > 0) {
+		ev_timer_stop(e->loop, &e->walk_retry_timer);
+		ev_timer_set(&e->walk_retry_timer, retry - ev_now(e->loop), 0.);
+		ev_timer_start(e->loop, &e->walk_retry_timer);
+	}
+}
+
+/* ---- callbacks from the listener, the pool and timers ---- */
+
+static void on_listening(struct catalog *cat, bool new_session, void *arg)
+{
+	struct engine *e = arg;
+	size_t dropped = batcher_set_channels(e->batcher, cat);
+	if (dropped > 0)
+		log_warning("pending keys dropped with channels no longer configured keys=%zu", dropped);
+
+	struct catalog old = e->catalog;
+	rebuild_walks(e, cat);
+	e->catalog = *cat;
+	memset(cat, 0, sizeof(*cat));
+
+	for (size_t i = 0; i < e->n_walks; i++) {
+		struct walk *w = &e->walks[i];
+		bool is_new = catalog_find_rollup(&old, w->rollup) == NULL;
+		/* Notifications sent while nobody listened are lost: reconcile what
+		 * this session (or this reload) just started listening for. */
+		if ((new_session || is_new) && e->cfg->reconcile_on_connect)
+			walk_begin(e, w, true);
+	}
+	catalog_free(&old);
+	update_readiness(e);
+	report_status(e);
+	dispatch(e);
+}
+
+static void on_listener_down(const char *reason, bool was_up, uint32_t failures, void *arg)
+{
+	struct engine *e = arg;
+
+	if (e->phase == PHASE_STOPPING || e->phase == PHASE_STOPPED)
+		return;
+	if (was_up)
+		log_error("listener lost; reconnecting, then reconciling before trusting notifications again error=\"%s\"",
+			  reason);
+	update_readiness(e);
+	if (e->phase == PHASE_STARTING && e->cfg->connect_retries > 0 && failures >= (uint32_t)e->cfg->connect_retries) {
+		log_error("database unavailable at start attempts=%u error=\"%s\"", failures, reason);
+		e->exit_code = EX_UNAVAILABLE;
+		finish_stop(e, "at start");
+	}
+}
+
+static void on_keys(void *arg)
+{
+	dispatch(arg);
+}
+
+static void on_worker_ready(struct pool_worker *w, void *arg)
+{
+	(void)w;
+	dispatch(arg);
+}
+
+static void on_worker_down(struct pool_worker *w, const char *reason, bool was_up, void *arg)
+{
+	(void)arg;
+	if (was_up)
+		log_warning("worker lost worker=%u error=\"%s\"", w->id, reason);
+}
+
+static void on_batches_due(void *arg)
+{
+	dispatch(arg);
+}
+
+static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct engine *e = t->data;
+	(void)loop;
+	(void)revents;
+
+	log_warning("shutdown bound reached timeout_ms=%d in_flight=%zu; cancelling", e->cfg->shutdown_timeout_ms,
+		    pool_busy(e->pool));
+	for (size_t i = 0; i < pool_size(e->pool); i++) {
+		struct pool_worker *w = pool_worker(e->pool, i);
+		if (w->job != NULL)
+			pgconn_cancel(w->conn);
+	}
+	finish_stop(e, "after the shutdown bound");
+}
+
+static void reconcile_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct engine *e = t->data;
+	(void)loop;
+	(void)revents;
+
+	/* The periodic safety net: walk every rollup not already walking. */
+	if (e->phase != PHASE_STOPPING && listener_listening(e->listener)) {
+		for (size_t i = 0; i < e->n_walks; i++)
+			if (!e->walks[i].active)
+				walk_begin(e, &e->walks[i], false);
+	}
+	dispatch(e);
+}
+
+static void walk_retry_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dispatch(t->data);
+}
+
+/* ---- public ---- */
+
+struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_ready)(void *arg), void *arg)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return NULL;
+	e->loop = loop;
+	e->cfg = cfg;
+	e->on_ready = on_ready;
+	e->on_ready_arg = arg;
+	e->exit_code = EX_OK;
+
+	struct batch_policy policy = policy_from(cfg);
+	struct pgconn_settings settings = settings_from(cfg);
+	struct listener_handler lh = {
+		.on_listening = on_listening, .on_down = on_listener_down, .on_keys = on_keys, .arg = e
+	};
+	struct pool_handler ph = { .on_ready = on_worker_ready, .on_down = on_worker_down, .arg = e };
+
+	e->batcher = batcher_new(loop, &policy, on_batches_due, e);
+	e->pool = e->batcher ? pool_new(loop, &settings, (size_t)cfg->pool_size, &ph) : NULL;
+	e->listener = e->pool ? listener_new(loop, &settings, cfg, e->batcher, &lh) : NULL;
+	if (e->listener == NULL) {
+		engine_free(e);
+		return NULL;
+	}
+	ev_init(&e->shutdown_timer, shutdown_timer_cb);
+	e->shutdown_timer.data = e;
+	ev_init(&e->reconcile_timer, reconcile_timer_cb);
+	e->reconcile_timer.data = e;
+	ev_init(&e->walk_retry_timer, walk_retry_timer_cb);
+	e->walk_retry_timer.data = e;
+	return e;
+}
+
+void engine_free(struct engine *e)
+{
+	if (e == NULL)
+		return;
+	ev_timer_stop(e->loop, &e->shutdown_timer);
+	ev_timer_stop(e->loop, &e->reconcile_timer);
+	ev_timer_stop(e->loop, &e->walk_retry_timer);
+	listener_free(e->listener);
+	/* In-flight jobs complete with "stopped" while the pool stops. */
+	if (e->pool)
+		pool_stop(e->pool);
+	pool_free(e->pool);
+	batcher_free(e->batcher);
+	for (size_t i = 0; i < e->n_walks; i++) {
+		free(e->walks[i].rollup);
+		free(e->walks[i].sql);
+		free(e->walks[i].after);
+	}
+	free(e->walks);
+	catalog_free(&e->catalog);
+	if (e->cfg) {
+		config_free(e->cfg);
+		free(e->cfg);
+	}
+	free(e);
+}
+
+static void arm_interval(struct engine *e)
+{
+	double interval = e->cfg->reconcile_interval_s;
+	ev_timer_stop(e->loop, &e->reconcile_timer);
+	if (interval > 0) {
+		ev_timer_set(&e->reconcile_timer, interval, interval);
+		ev_timer_start(e->loop, &e->reconcile_timer);
+	}
+}
+
+void engine_start(struct engine *e)
+{
+	log_info("starting pool_size=%d max_keys=%d window_ms=%d", e->cfg->pool_size, e->cfg->batch_max_keys,
+		 e->cfg->batch_window_ms);
+	pool_start(e->pool);
+	listener_start(e->listener);
+	arm_interval(e);
+	report_status(e);
+}
+
+void engine_reload(struct engine *e, struct config *cfg)
+{
+	struct config *old = e->cfg;
+	struct batch_policy policy = policy_from(cfg);
+	struct pgconn_settings settings = settings_from(cfg);
+	bool conninfo_changed = strcmp(old->conninfo, cfg->conninfo) != 0;
+
+	sdnotify_send("RELOADING=1");
+	e->cfg = cfg;
+	log_set_level(cfg->log_level);
+	batcher_set_policy(e->batcher, &policy);
+	pool_update(e->pool, &settings);
+	pool_resize(e->pool, (size_t)cfg->pool_size);
+	listener_reload(e->listener, cfg, &settings);
+	if (old->reconcile_interval_s != cfg->reconcile_interval_s)
+		arm_interval(e);
+	config_free(old);
+	free(old);
+	log_info("configuration reloaded path=%s pool_size=%d max_keys=%d window_ms=%d log_level=%s%s", cfg->path,
+		 cfg->pool_size, cfg->batch_max_keys, cfg->batch_window_ms, log_level_name(cfg->log_level),
+		 conninfo_changed ? " conninfo=changed" : "");
+	sdnotify_send("READY=1");
+	report_status(e);
+	dispatch(e);
+}
+
+void engine_stop(struct engine *e)
+{
+	if (e->phase == PHASE_STOPPING) {
+		log_warning("second stop signal: stopping now");
+		finish_stop(e, "on a second signal");
+		return;
+	}
+	if (e->phase == PHASE_STOPPED)
+		return;
+	log_info("stopping: finishing in-flight batches timeout_ms=%d in_flight=%zu pending_keys=%zu",
+		 e->cfg->shutdown_timeout_ms, pool_busy(e->pool), batcher_pending(e->batcher));
+	e->phase = PHASE_STOPPING;
+	sdnotify_send("STOPPING=1");
+	listener_stop(e->listener);
+	ev_timer_stop(e->loop, &e->reconcile_timer);
+	ev_timer_stop(e->loop, &e->walk_retry_timer);
+	for (size_t i = 0; i < e->n_walks; i++)
+		e->walks[i].active = false;
+	batcher_set_draining(e->batcher, true);
+	ev_timer_set(&e->shutdown_timer, e->cfg->shutdown_timeout_ms / 1000.0, 0.);
+	ev_timer_start(e->loop, &e->shutdown_timer);
+	dispatch(e);
+}
+
+int engine_exit_code(const struct engine *e)
+{
+	return e->exit_code;
+}
+
+const struct config *engine_config(const struct engine *e)
+{
+	return e->cfg;
+}

@@ -1,0 +1,241 @@
+/*
+ * listener: catalog -> LISTEN -> handoff, then notifications -> batcher.
+ * Its own little state machine on top of pgconn's.
+ */
+#include "listener.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "payload.h"
+
+enum listener_step {
+	STEP_DOWN,      /* no session */
+	STEP_CATALOG,   /* reading the catalog */
+	STEP_LISTEN,    /* LISTEN in flight */
+	STEP_LISTENING, /* listening; notifications flow */
+};
+
+struct listener {
+	struct pgconn *conn;
+	const struct config *cfg;
+	struct batcher *batcher;
+	struct listener_handler handler;
+	enum listener_step step;
+	bool listening;      /* a LISTEN succeeded on this session */
+	bool new_session;    /* this LISTEN is the session's first */
+	bool reload_pending; /* re-read the catalog when the current step ends */
+	struct catalog loaded; /* read, not yet listened on */
+
+	uint64_t notifications;
+	uint64_t malformed;
+	uint64_t unknown_channel;
+};
+
+static void send_catalog_query(struct listener *l);
+
+static void on_listen_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct listener *l = arg;
+	(void)res;
+
+	if (error != NULL) {
+		catalog_free(&l->loaded);
+		log_error("LISTEN failed error=\"%s\"", error);
+		if (pgconn_state(c) == PGCONN_IDLE)
+			pgconn_fail(c, "LISTEN failed");
+		return;
+	}
+	l->step = STEP_LISTENING;
+	l->listening = true;
+	log_info("listening channels=%zu rollups=%zu backend_pid=%d", l->loaded.n_channels, l->loaded.n_rollups,
+		 pgconn_backend_pid(c));
+	struct catalog cat = l->loaded;
+	memset(&l->loaded, 0, sizeof(l->loaded));
+	bool new_session = l->new_session;
+	l->new_session = false;
+	l->handler.on_listening(&cat, new_session, l->handler.arg);
+
+	if (l->reload_pending)
+		send_catalog_query(l);
+}
+
+static void on_catalog(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct listener *l = arg;
+
+	if (error != NULL) {
+		if (pgconn_state(c) != PGCONN_IDLE)
+			return; /* the session is gone; on_down reports it */
+		log_error("cannot read the rollup catalog (is a rollup's install.sql loaded?) error=\"%s\"", error);
+		pgconn_fail(c, "catalog unavailable");
+		return;
+	}
+	catalog_free(&l->loaded);
+	if (catalog_from_result(res, l->cfg, &l->loaded) != 0) {
+		pgconn_fail(c, "catalog has an unexpected shape");
+		return;
+	}
+	if (l->loaded.n_rollups == 0)
+		log_warning("no rollup to run: none registered in schema rollupd matches the config; "
+			    "install one and send SIGHUP");
+
+	char *sql = catalog_listen_sql(&l->loaded);
+	l->step = STEP_LISTEN;
+	if (sql == NULL || pgconn_query(c, sql, 0, NULL, on_listen_done, l) != 0) {
+		catalog_free(&l->loaded);
+		if (sql == NULL)
+			log_error("out of memory building LISTEN");
+	}
+	free(sql);
+}
+
+static void send_catalog_query(struct listener *l)
+{
+	l->reload_pending = false;
+	l->step = STEP_CATALOG;
+	if (pgconn_query(l->conn, CATALOG_QUERY, 0, NULL, on_catalog, l) != 0)
+		log_warning("catalog query not sent; the session is being re-established");
+}
+
+static void on_up(struct pgconn *c, void *arg)
+{
+	struct listener *l = arg;
+	(void)c;
+	l->new_session = true;
+	send_catalog_query(l);
+}
+
+static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg)
+{
+	struct listener *l = arg;
+
+	l->step = STEP_DOWN;
+	l->listening = false;
+	catalog_free(&l->loaded);
+	l->handler.on_down(reason, was_up, pgconn_failures(c), l->handler.arg);
+}
+
+struct notify_ctx {
+	struct listener *l;
+	struct batch_channel *ch;
+	int bad_logged;
+	int oom;
+};
+
+static int add_key(const char *key, size_t len, void *arg)
+{
+	struct notify_ctx *ctx = arg;
+	if (batcher_add_key(ctx->l->batcher, ctx->ch, key, len) != 0) {
+		ctx->oom++;
+		return 1;
+	}
+	return 0;
+}
+
+static void bad_key(const char *token, size_t len, const char *reason, void *arg)
+{
+	struct notify_ctx *ctx = arg;
+
+	ctx->l->malformed++;
+	ctx->ch->keys_malformed++;
+	/* One line per bad key, up to a few per payload; the count covers the rest. */
+	if (ctx->bad_logged++ < 3)
+		log_warning("malformed key skipped channel=%s key=\"%.*s\" reason=\"%s\"", ctx->ch->name,
+			    (int)(len > 64 ? 64 : len), token, reason);
+}
+
+static void on_notify(struct pgconn *c, const char *channel, const char *payload, void *arg)
+{
+	struct listener *l = arg;
+	(void)c;
+
+	l->notifications++;
+	struct batch_channel *ch = batcher_find(l->batcher, channel);
+	if (ch == NULL) {
+		l->unknown_channel++;
+		log_warning("notification on a channel with no rollup skipped channel=%s", channel);
+		return;
+	}
+	struct notify_ctx ctx = { .l = l, .ch = ch };
+	struct payload_handler h = { .on_key = add_key, .on_malformed = bad_key, .arg = &ctx };
+	int bad = payload_parse(payload, ch->key_type, &h);
+	if (ctx.oom)
+		log_error("out of memory adding keys channel=%s; the next reconcile repairs what was lost", channel);
+	if (bad > 3)
+		log_warning("malformed keys skipped channel=%s count=%d payload_bytes=%zu", channel, bad,
+			    strlen(payload));
+	l->handler.on_keys(l->handler.arg);
+}
+
+struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings *settings, const struct config *cfg,
+			      struct batcher *batcher, const struct listener_handler *handler)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return NULL;
+	struct pgconn_handler h = { .on_up = on_up, .on_down = on_down, .on_notify = on_notify, .arg = l };
+	struct pgconn_settings s = *settings;
+	s.application_name = "rollupd listener";
+	l->conn = pgconn_new(loop, "listener", &s, &h);
+	if (l->conn == NULL) {
+		free(l);
+		return NULL;
+	}
+	l->cfg = cfg;
+	l->batcher = batcher;
+	l->handler = *handler;
+	return l;
+}
+
+void listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	pgconn_free(l->conn);
+	catalog_free(&l->loaded);
+	free(l);
+}
+
+void listener_start(struct listener *l)
+{
+	pgconn_start(l->conn);
+}
+
+void listener_stop(struct listener *l)
+{
+	pgconn_stop(l->conn);
+}
+
+void listener_reload(struct listener *l, const struct config *cfg, const struct pgconn_settings *settings)
+{
+	struct pgconn_settings s = *settings;
+	s.application_name = "rollupd listener";
+	l->cfg = cfg;
+	pgconn_update(l->conn, &s); /* a changed conninfo reconnects, which re-reads the catalog anyway */
+	if (l->step == STEP_LISTENING && pgconn_state(l->conn) == PGCONN_IDLE)
+		send_catalog_query(l);
+	else if (l->step != STEP_DOWN)
+		l->reload_pending = true;
+}
+
+bool listener_listening(const struct listener *l)
+{
+	return l->listening;
+}
+
+int listener_backend_pid(const struct listener *l)
+{
+	return pgconn_backend_pid(l->conn);
+}
+
+uint64_t listener_notifications(const struct listener *l)
+{
+	return l->notifications;
+}
+
+uint64_t listener_malformed(const struct listener *l)
+{
+	return l->malformed;
+}

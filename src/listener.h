@@ -1,0 +1,49 @@
+/*
+ * listener: the connection that LISTENs. On every (re)connect it reads the
+ * catalog, LISTENs on every channel in one transaction, and only then tells
+ * the engine, which reconciles before trusting notifications. Notifications
+ * are parsed here and their keys handed to the batcher; it runs no refresh.
+ */
+#ifndef ROLLUPD_LISTENER_H
+#define ROLLUPD_LISTENER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "batcher.h"
+#include "catalog.h"
+#include "config.h"
+#include "pgconn.h"
+
+struct listener;
+
+struct listener_handler {
+	/* Listening on every channel of `cat`, which the handler takes over (it
+	 * must catalog_free() it). `new_session` is false after a reload on the
+	 * same session: only channels new to the engine need catching up. */
+	void (*on_listening)(struct catalog *cat, bool new_session, void *arg);
+	/* The session failed or was lost; `failures` counts attempts since it was last up. */
+	void (*on_down)(const char *reason, bool was_up, uint32_t failures, void *arg);
+	/* Keys were added to the batcher. */
+	void (*on_keys)(void *arg);
+	void *arg;
+};
+
+/* `cfg` is borrowed and must outlive the listener or be replaced by listener_reload(). */
+struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings *settings, const struct config *cfg,
+			      struct batcher *batcher, const struct listener_handler *handler);
+void listener_free(struct listener *l);
+
+void listener_start(struct listener *l);
+void listener_stop(struct listener *l);
+
+/* Re-read the catalog under `cfg` and re-LISTEN (now if idle, else when the current step ends). */
+void listener_reload(struct listener *l, const struct config *cfg, const struct pgconn_settings *settings);
+
+bool listener_listening(const struct listener *l);
+int listener_backend_pid(const struct listener *l);
+uint64_t listener_notifications(const struct listener *l);
+uint64_t listener_malformed(const struct listener *l);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * loop: wire signals to the engine through ev_signal watchers.
+ */
+#include "loop.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sysexits.h>
+
+#include "engine.h"
+#include "log.h"
+
+struct loop_state {
+	struct engine *engine;
+	const struct loop_options *opts;
+};
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct loop_state *st = w->data;
+	char err[1024];
+	(void)loop;
+	(void)revents;
+
+	if (st->opts->config_path == NULL) {
+		log_warning("SIGHUP: running on built-in defaults and -d; nothing to reload");
+		return;
+	}
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (cfg == NULL) {
+		log_error("SIGHUP: out of memory; continuing with the same configuration");
+		return;
+	}
+	if (config_load(st->opts->config_path, st->opts->conninfo_override, cfg, err, sizeof(err)) != 0) {
+		log_error("reload failed: %s; continuing with the same configuration", err);
+		free(cfg);
+		return;
+	}
+	engine_reload(st->engine, cfg);
+}
+
+static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct loop_state *st = w->data;
+	(void)loop;
+	log_info("received %s", revents & EV_SIGNAL && w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	engine_stop(st->engine);
+}
+
+int loop_run(struct config *cfg, const struct loop_options *opts)
+{
+	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+	struct loop_state st = { .opts = opts };
+	ev_signal hup, term, intr;
+
+	if (loop == NULL) {
+		log_error("cannot initialise the event loop");
+		config_free(cfg);
+		free(cfg);
+		return EX_OSERR;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	st.engine = engine_new(loop, cfg, opts->on_ready, opts->arg);
+	if (st.engine == NULL) {
+		log_error("out of memory creating the engine");
+		config_free(cfg);
+		free(cfg);
+		return EX_OSERR;
+	}
+
+	ev_signal_init(&hup, on_sighup, SIGHUP);
+	ev_signal_init(&term, on_sigterm, SIGTERM);
+	ev_signal_init(&intr, on_sigterm, SIGINT);
+	hup.data = term.data = intr.data = &st;
+	ev_signal_start(loop, &hup);
+	ev_signal_start(loop, &term);
+	ev_signal_start(loop, &intr);
+
+	engine_start(st.engine);
+	ev_run(loop, 0);
+
+	int code = engine_exit_code(st.engine);
+	ev_signal_stop(loop, &hup);
+	ev_signal_stop(loop, &term);
+	ev_signal_stop(loop, &intr);
+	engine_free(st.engine);
+	return code;
+}

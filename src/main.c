@@ -1,0 +1,172 @@
+/*
+ * main: parse the command line, load the config, pick the mode, and for the
+ * daemon detach (unless -f) and run the loop. The only place that exits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "oneshot.h"
+
+
+static int ready_fd = -1; /* the waiting parent's pipe, while detaching */
+
+/* The daemon is up: let the parent that waits for us exit 0. */
+static void report_ready(void *arg)
+{
+	(void)arg;
+	if (ready_fd >= 0) {
+		unsigned char code = 0;
+		if (write(ready_fd, &code, 1) != 1)
+			log_warning("could not report readiness to the parent: %s", strerror(errno));
+		close(ready_fd);
+		ready_fd = -1;
+	}
+}
+
+/*
+ * Detach, but keep the parent until the child is ready or fails, so a start
+ * script still sees exit 69 or 78 instead of a success that is not true.
+ */
+static int detach(void)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		unsigned char code;
+		close(p[1]);
+		ssize_t n;
+		do
+			n = read(p[0], &code, 1);
+		while (n < 0 && errno == EINTR);
+		_exit(n == 1 ? code : EX_SOFTWARE);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	if (setsid() < 0 || chdir("/") != 0)
+		return -1;
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
+}
+
+static int write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f);
+}
+
+/* Load the config named by the options; -d alone may run on the defaults. */
+static int load_config(const struct cli_options *o, struct config *cfg)
+{
+	char err[1024];
+
+	if (!o->config_given && o->conninfo != NULL && access(o->config_path, F_OK) != 0)
+		return config_defaults(o->conninfo, cfg) == 0 ? 0 : -1;
+	if (config_load(o->config_path, o->conninfo, cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "rollupd: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli_options o;
+	char err[256];
+
+	if (cli_parse(argc, argv, &o, err, sizeof(err)) != 0) {
+		fprintf(stderr, "rollupd: %s\n", err);
+		cli_usage(stderr);
+		return EX_USAGE;
+	}
+	if (o.mode == CLI_HELP) {
+		cli_usage(stdout);
+		return EX_OK;
+	}
+	if (o.mode == CLI_VERSION) {
+		printf("rollupd %s\n", PACKAGE_VERSION);
+		return EX_OK;
+	}
+
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (cfg == NULL)
+		return EX_OSERR;
+	if (load_config(&o, cfg) != 0) {
+		free(cfg);
+		return EX_CONFIG;
+	}
+	log_set_level(cfg->log_level);
+
+	int code;
+	switch (o.mode) {
+	case CLI_CHECK_CONFIG:
+		printf("rollupd: configuration %s is valid\n", cfg->path);
+		code = EX_OK;
+		break;
+	case CLI_LIST:
+		code = oneshot_list(cfg);
+		break;
+	case CLI_VERIFY:
+		code = oneshot_verify(cfg, o.rollup);
+		break;
+	case CLI_RECONCILE:
+		code = oneshot_reconcile(cfg, o.rollup);
+		break;
+	default: {
+		log_open(o.foreground);
+		if (!o.foreground && detach() != 0) {
+			fprintf(stderr, "rollupd: cannot detach: %s\n", strerror(errno));
+			code = EX_OSERR;
+			break;
+		}
+		char *pidfile = cfg->pidfile ? strdup(cfg->pidfile) : NULL;
+		if (pidfile && write_pidfile(pidfile) != 0)
+			log_warning("cannot write pidfile path=%s error=\"%s\"", pidfile, strerror(errno));
+		srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+		struct loop_options lo = {
+			.config_path = strcmp(cfg->path, "(built-in defaults)") == 0 ? NULL : o.config_path,
+			.conninfo_override = o.conninfo,
+			.on_ready = report_ready,
+		};
+		code = loop_run(cfg, &lo); /* takes cfg */
+		cfg = NULL;
+		if (pidfile)
+			unlink(pidfile);
+		free(pidfile);
+		if (ready_fd >= 0) {
+			unsigned char c = (unsigned char)code;
+			if (write(ready_fd, &c, 1) != 1)
+				code = EX_SOFTWARE;
+			close(ready_fd);
+		}
+		return code;
+	}
+	}
+	config_free(cfg);
+	free(cfg);
+	return code;
+}

@@ -1,0 +1,95 @@
+/*
+ * pgconn: one PostgreSQL connection driven by libev through libpq's
+ * asynchronous API, as an explicit state machine that reconnects by itself
+ * with capped exponential backoff and jitter. One query at a time; what the
+ * queries mean is the caller's business.
+ */
+#ifndef ROLLUPD_PGCONN_H
+#define ROLLUPD_PGCONN_H
+
+#include <ev.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum pgconn_state {
+	PGCONN_DOWN,       /* not connected and not trying (new, or stopped) */
+	PGCONN_BACKOFF,    /* waiting before the next connection attempt */
+	PGCONN_CONNECTING, /* PQconnectPoll in progress */
+	PGCONN_SETUP,      /* connected, running the session setup statement */
+	PGCONN_IDLE,       /* ready for a query; notifications are read */
+	PGCONN_BUSY,       /* a query is in flight */
+	PGCONN_BROKEN,     /* a send failed; teardown runs on the next loop turn */
+};
+
+struct pgconn_settings {
+	const char *conninfo;         /* any libpq connection string or URI */
+	const char *application_name; /* fallback_application_name; conninfo may override */
+	int connect_timeout_ms;       /* connect + setup, enforced by a timer */
+	int statement_timeout_ms;     /* SET statement_timeout for the session; 0 = none */
+	int reconnect_min_ms;
+	int reconnect_max_ms;
+};
+
+struct pgconn;
+
+struct pgconn_handler {
+	/* The session is connected and set up; the connection is IDLE. */
+	void (*on_up)(struct pgconn *c, void *arg);
+	/* A connection attempt failed or the session was lost. A query in flight
+	 * has already had its callback with the error. Unless the connection was
+	 * stopped, a reconnect is scheduled. */
+	void (*on_down)(struct pgconn *c, const char *reason, bool was_up, void *arg);
+	/* A notification (delivered between query results too). */
+	void (*on_notify)(struct pgconn *c, const char *channel, const char *payload, void *arg);
+	void *arg;
+};
+
+/*
+ * Completion of pgconn_query(). On success `error` is NULL and `res` holds the
+ * final result (valid only during the call). A server error gives `res` (the
+ * error result, for its SQLSTATE) and `error`; a lost connection gives `res`
+ * NULL and `error`. The connection is already IDLE (or reconnecting) when this
+ * runs, so the callback may send the next query, reset or stop it.
+ */
+typedef void (*pgconn_result_fn)(struct pgconn *c, const PGresult *res, const char *error, void *arg);
+
+/* Copies `settings`; does not connect until pgconn_start(). Caller frees with pgconn_free(). */
+struct pgconn *pgconn_new(struct ev_loop *loop, const char *name, const struct pgconn_settings *settings,
+			  const struct pgconn_handler *handler);
+/* Safe to call from this connection's own callbacks: the free is deferred. */
+void pgconn_free(struct pgconn *c);
+
+void pgconn_start(struct pgconn *c);
+/* Disconnect and stay down. A query in flight completes with error "stopped". */
+void pgconn_stop(struct pgconn *c);
+/* Drop the session now and reconnect after backoff (e.g. the conninfo changed). */
+void pgconn_reset(struct pgconn *c, const char *reason);
+/* Drop the session as failed (e.g. its setup by the owner failed) and
+ * reconnect after the backoff delay. */
+void pgconn_fail(struct pgconn *c, const char *reason);
+/* Replace the settings; a changed conninfo or timeout resets the session. */
+void pgconn_update(struct pgconn *c, const struct pgconn_settings *settings);
+
+/*
+ * Send one statement with text parameters (or, with nparams 0 and params
+ * NULL, a simple-protocol string that may hold several statements, which the
+ * server runs as one implicit transaction). Only in PGCONN_IDLE. Returns 0 when
+ * sent (the callback will run exactly once), -1 when nothing was sent (the
+ * callback will not run; a broken connection tears itself down shortly).
+ */
+int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params, pgconn_result_fn cb,
+		 void *cb_arg);
+
+/* Ask the server to cancel the statement in flight (blocks for a round trip). */
+void pgconn_cancel(struct pgconn *c);
+
+enum pgconn_state pgconn_state(const struct pgconn *c);
+const char *pgconn_state_name(enum pgconn_state state);
+const char *pgconn_name(const struct pgconn *c);
+/* Server process id of the current session, 0 when not connected. */
+int pgconn_backend_pid(const struct pgconn *c);
+/* Failed attempts since the session was last up (for start-up retries). */
+uint32_t pgconn_failures(const struct pgconn *c);
+
+#endif
