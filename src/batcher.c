@@ -78,8 +78,9 @@ void batcher_set_policy(struct batcher *b, const struct batch_policy *policy)
 
 struct batch_channel *batcher_find(struct batcher *b, const char *name)
 {
+	/* Slots are NULL while batcher_set_channels() moves channels over. */
 	for (size_t i = 0; i < b->n_channels; i++)
-		if (strcmp(b->channels[i]->name, name) == 0)
+		if (b->channels[i] != NULL && strcmp(b->channels[i]->name, name) == 0)
 			return b->channels[i];
 	return NULL;
 }

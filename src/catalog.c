@@ -5,6 +5,7 @@
  */
 #include "catalog.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,12 +86,17 @@ char *sql_array_literal(char *const *keys, size_t n, enum key_type type)
 	return out;
 }
 
-static char *format_sql(const char *fmt, const char *a, const char *b)
+/* asprintf with the failure mapped to NULL. */
+static char *sql_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *sql_printf(const char *fmt, ...)
 {
-	size_t len = strlen(fmt) + strlen(a) + (b ? strlen(b) : 0) + 1;
-	char *out = malloc(len);
-	if (out)
-		snprintf(out, len, fmt, a, b);
+	char *out = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&out, fmt, ap) < 0)
+		out = NULL;
+	va_end(ap);
 	return out;
 }
 
@@ -141,12 +147,18 @@ static int build_rollup(const PGresult *res, int row, struct catalog_rollup *out
 		return -1;
 	}
 	const char *type = key_type_name(out->key_type);
-	char reconcile_fmt[] = "SELECT r.last_key::text, r.fixed FROM %s($1::%s, $2::integer) AS r(last_key, fixed)";
-	char verify_fmt[] = "SELECT v.last_key::text, coalesce(cardinality(v.mismatched), 0),"
-			    " array_to_string(v.mismatched[1:20], ',') FROM %s($1::%s, $2::integer) AS v(last_key, mismatched)";
 	out->name = strdup(name);
-	out->reconcile_sql = format_sql(reconcile_fmt, reconcile, type);
-	out->verify_sql = format_sql(verify_fmt, verify, type);
+	out->reconcile_sql = sql_printf("SELECT r.last_key::text, r.fixed"
+					" FROM %s($1::%s, $2::integer) AS r(last_key, fixed)",
+					reconcile, type);
+	out->verify_sql = sql_printf("SELECT v.last_key::text, coalesce(cardinality(v.mismatched), 0),"
+				     " array_to_string(v.mismatched[1:20], ',')"
+				     " FROM %s($1::%s, $2::integer) AS v(last_key, mismatched)",
+				     verify, type);
+	if (out->name == NULL || out->reconcile_sql == NULL || out->verify_sql == NULL) {
+		rollup_free(out);
+		return -1;
+	}
 	return 0;
 }
 
@@ -171,7 +183,11 @@ static int build_channel(const PGresult *res, int row, const char *rollup, struc
 	}
 	out->name = strdup(name);
 	out->rollup = strdup(rollup);
-	out->refresh_sql = format_sql("SELECT %s($1::%s[])", refresh, key_type_name(out->key_type));
+	out->refresh_sql = sql_printf("SELECT %s($1::%s[])", refresh, key_type_name(out->key_type));
+	if (out->name == NULL || out->rollup == NULL || out->refresh_sql == NULL) {
+		channel_free(out);
+		return -1;
+	}
 	return 0;
 }
 

@@ -119,8 +119,9 @@ static void report_status(struct engine *e)
 
 static struct walk *find_walk(struct engine *e, const char *rollup)
 {
+	/* A walk's rollup is NULL once rebuild_walks() has moved it. */
 	for (size_t i = 0; i < e->n_walks; i++)
-		if (strcmp(e->walks[i].rollup, rollup) == 0)
+		if (e->walks[i].rollup != NULL && strcmp(e->walks[i].rollup, rollup) == 0)
 			return &e->walks[i];
 	return NULL;
 }

@@ -209,6 +209,15 @@ static void fail(struct pgconn *c, const char *what)
 	teardown(c, reason, PGCONN_BACKOFF);
 }
 
+/* Server notices and warnings go to the log, not to stderr unannounced. */
+static void log_notice(void *arg, const char *message)
+{
+	const struct pgconn *c = arg;
+	char line[512];
+	first_line(line, sizeof(line), message);
+	log_info("server notice conn=%s message=\"%s\"", c->name, line);
+}
+
 static void connect_now(struct pgconn *c)
 {
 	const char *keywords[] = { "fallback_application_name", "keepalives", "keepalives_idle",
@@ -226,6 +235,7 @@ static void connect_now(struct pgconn *c)
 		return;
 	}
 	PQsetnonblocking(c->pg, 1);
+	PQsetNoticeProcessor(c->pg, log_notice, c);
 	c->state = PGCONN_CONNECTING;
 	/* libpq enforces connect_timeout only in its blocking calls: time it here. */
 	start_timer(c, c->connect_timeout_ms / 1000.0);

@@ -1,0 +1,56 @@
+/*
+ * Integration harness: a database per test cloned from the template that
+ * tests/run-integration prepared, the rollupd binary started as a child with
+ * its log in a file, and polling helpers. Every daemon a test starts is
+ * killed when the test's process exits, pass or fail.
+ */
+#ifndef ROLLUPD_TEST_HARNESS_H
+#define ROLLUPD_TEST_HARNESS_H
+
+#include <check.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct daemon {
+	pid_t pid;
+	char conf[512];
+	char log[512];
+	char db[64];
+};
+
+/* A fresh database from the template; returns its name (static storage per call site is not needed: copy it). */
+void db_create(char *name, size_t len);
+const char *db_conninfo(const char *db);
+PGconn *db_open(const char *db);
+void db_exec(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* First column of the first row as a malloc'd string, NULL for SQL NULL or no row. */
+char *db_value(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Poll `sql` until it returns `expected` (NULL: SQL NULL or no row); false on timeout. */
+bool db_wait_value(PGconn *c, const char *expected, double timeout_s, const char *sql);
+
+/* Write the daemon's config: defaults tuned for tests, plus `extra` sections
+ * (a section named in `extra` replaces the default one). */
+void daemon_configure(struct daemon *d, const char *db, const char *extra);
+void daemon_spawn(struct daemon *d, char *const envp_extra[]);
+/* Configure, spawn and wait for "ready:" in the log. */
+void daemon_start(struct daemon *d, const char *db, const char *extra);
+/* Wait until the log holds `needle` at least `count` times. */
+bool daemon_wait_log(struct daemon *d, const char *needle, int count, double timeout_s);
+int daemon_log_count(struct daemon *d, const char *needle);
+/* SIGTERM and wait: the exit status, or -1 if it had to be killed. Stores elapsed seconds. */
+int daemon_stop(struct daemon *d, double timeout_s, double *elapsed_s);
+void daemon_kill(struct daemon *d);
+/* Wait for the process to exit by itself; exit status or -1 on timeout. */
+int daemon_wait_exit(struct daemon *d, double timeout_s);
+
+/* Run the rollupd binary with `args` (shell words); stdout+stderr in `out`. Returns the exit code. */
+int run_rollupd(char *out, size_t outlen, const char *args);
+
+/* rollupd --verify reports 0 mismatches, and an independently written query agrees. */
+void assert_balances_verified(const char *db);
+
+double now_seconds(void);
+void sleep_ms(int ms);
+
+#endif

@@ -1,0 +1,10 @@
+/* The integration suites; each test file contributes one. */
+#ifndef ROLLUPD_TEST_INTEGRATION_SUITES_H
+#define ROLLUPD_TEST_INTEGRATION_SUITES_H
+
+#include <check.h>
+
+Suite *balances_suite(void);
+Suite *daemon_suite(void);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * eth_user_balances through the running daemon: every change DESIGN.md lists
+ * reaches the derived row, and the row is exactly the definition.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static char db[64];
+static struct daemon d;
+static PGconn *conn;
+
+static void seed_and_start(void)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet, handle) VALUES"
+		      " (1, 'a', true, '0xAAA1', 'alice'), (2, 'b', true, '0xbbb2', 'bob'),"
+		      " (3, 'c', true, '0xccc3', 'carol'), (4, 'd', true, NULL, 'dave')");
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES"
+		      " ('0xaaa1', 100), ('0xbbb2', 200), ('0xccc3', 300), ('0xddd4', 4000), ('0xeee5', 50000)");
+	daemon_start(&d, db, NULL);
+}
+
+static void stop_and_verify(void)
+{
+	double elapsed;
+	ck_assert_int_eq(daemon_stop(&d, 10, &elapsed), 0);
+	assert_balances_verified(db);
+	PQfinish(conn);
+}
+
+static void expect_balance(int user_id, const char *balance)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT balance FROM eth_user_balances WHERE user_id = %d", user_id);
+	if (!db_wait_value(conn, balance, 10.0, sql)) {
+		char *got = db_value(conn, "%s", sql);
+		ck_abort_msg("user %d: balance %s, expected %s (log %s)", user_id, got ? got : "(no row)",
+			     balance ? balance : "(no row)", d.log);
+	}
+}
+
+START_TEST(test_balance_change_reaches_derived_table)
+{
+	seed_and_start();
+	expect_balance(1, "100"); /* the catch-up reconcile at start */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 150 WHERE wallet = '0xaaa1'");
+	expect_balance(1, "150");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_link_unlink_relink_changes_total)
+{
+	seed_and_start();
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " VALUES (1, '0xddd4', 'eth', true, false)");
+	expect_balance(1, "4100");
+	db_exec(conn, "UPDATE associated_wallets SET is_delete = true WHERE user_id = 1 AND wallet = '0xddd4'");
+	expect_balance(1, "100");
+	db_exec(conn, "UPDATE associated_wallets SET is_delete = false WHERE user_id = 1 AND wallet = '0xddd4'");
+	expect_balance(1, "4100");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_unlink_last_wallet_drives_balance_to_zero)
+{
+	seed_and_start();
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " VALUES (4, '0xeee5', 'eth', true, false)");
+	expect_balance(4, "50000");
+	db_exec(conn, "UPDATE associated_wallets SET is_delete = true WHERE user_id = 4");
+	expect_balance(4, "0");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_users_wallet_change_is_picked_up)
+{
+	seed_and_start();
+	expect_balance(2, "200");
+	/* Audius writes a new current row and retires the old one. */
+	db_exec(conn, "BEGIN; UPDATE users SET is_current = false WHERE user_id = 2;"
+		      " INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (2, 'b2', true, '0xCCC3'); COMMIT");
+	expect_balance(2, "300");
+	db_exec(conn, "UPDATE users SET wallet = '0xddd4' WHERE user_id = 2 AND is_current");
+	expect_balance(2, "4000");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_one_wallet_backing_two_users_counts_for_both)
+{
+	seed_and_start();
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " VALUES (2, '0xddd4', 'eth', true, false), (3, '0xddd4', 'eth', true, false)");
+	expect_balance(2, "4200");
+	expect_balance(3, "4300");
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 5000 WHERE wallet = '0xddd4'");
+	expect_balance(2, "5200");
+	expect_balance(3, "5300");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_deleted_balance_row_leaves_the_total)
+{
+	seed_and_start();
+	expect_balance(2, "200");
+	db_exec(conn, "DELETE FROM eth_wallet_balances WHERE wallet = '0xbbb2'");
+	expect_balance(2, "0");
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES ('0xbbb2', 7)");
+	expect_balance(2, "7");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_mixed_case_wallet_is_counted_once)
+{
+	seed_and_start();
+	expect_balance(1, "100"); /* users.wallet '0xAAA1' matches balance row '0xaaa1' */
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " VALUES (1, '0xaaa1', 'eth', true, false), (1, '0xddd4', 'eth', true, false)");
+	expect_balance(1, "4100"); /* 0xaaa1 once, plus 0xddd4 */
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_sol_and_retired_links_do_not_count)
+{
+	seed_and_start();
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " VALUES (3, '0xeee5', 'sol', true, false), (3, '0xddd4', 'eth', false, false)");
+	/* A later change on the same channel proves the earlier ones were processed. */
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " VALUES (3, '0xbbb2', 'eth', true, false)");
+	expect_balance(3, "500");
+	db_exec(conn, "UPDATE associated_wallets SET chain = 'eth' WHERE user_id = 3 AND wallet = '0xeee5'");
+	expect_balance(3, "50500");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_user_rows_come_and_go_with_current_users)
+{
+	seed_and_start();
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (5, 'e', true, '0xEEE5')");
+	expect_balance(5, "50000");
+	db_exec(conn, "UPDATE users SET is_current = false WHERE user_id = 5");
+	expect_balance(5, NULL);
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_bulk_statement_of_thousands_of_keys_is_fully_applied)
+{
+	seed_and_start();
+	/* 3000 users and balances in one statement each: payloads split under 8000 bytes. */
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
+		      " SELECT '0xbulk' || g, g FROM generate_series(1, 3000) g");
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
+		      " SELECT 1000 + g, 'x', true, '0xBULK' || g FROM generate_series(1, 3000) g");
+	ck_assert(db_wait_value(conn, "3000", 20.0,
+				"SELECT count(*) FROM eth_user_balances WHERE user_id > 1000 AND balance = user_id - 1000"));
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance * 2 WHERE wallet LIKE '0xbulk%%'");
+	ck_assert(db_wait_value(conn, "3000", 20.0,
+				"SELECT count(*) FROM eth_user_balances WHERE user_id > 1000"
+				" AND balance = 2 * (user_id - 1000)"));
+	stop_and_verify();
+}
+END_TEST
+
+/*
+ * The race the contract guards against, played step by step without the
+ * daemon: refresh A starts while a newer refresh B holds the user's row;
+ * the balance changes and B writes the new total; then A finishes. A must
+ * not write its older total. Returns the final balance.
+ */
+static char *race(const char *refresh_fn)
+{
+	PGconn *a = db_open(db), *b = db_open(db), *c = db_open(db);
+	db_exec(c, "INSERT INTO eth_user_balances (user_id, balance) VALUES (1, 100)");
+
+	db_exec(b, "BEGIN");
+	db_exec(b, "SELECT 1 FROM eth_user_balances WHERE user_id = 1 FOR UPDATE");
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT %s('{1}')", refresh_fn);
+	ck_assert(PQsendQuery(a, sql));
+	char wait_sql[256];
+	snprintf(wait_sql, sizeof(wait_sql), "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %d",
+		 PQbackendPID(a));
+	ck_assert_msg(db_wait_value(c, "Lock", 10.0, wait_sql), "refresh A never waited for the row lock");
+
+	db_exec(c, "UPDATE eth_wallet_balances SET balance = 200 WHERE wallet = '0xaaa1'");
+	db_exec(b, "UPDATE eth_user_balances SET balance = 200 WHERE user_id = 1");
+	db_exec(b, "COMMIT");
+
+	PGresult *r;
+	while ((r = PQgetResult(a)) != NULL) {
+		ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	char *balance = db_value(c, "SELECT balance FROM eth_user_balances WHERE user_id = 1");
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(c);
+	return balance;
+}
+
+START_TEST(test_concurrent_refreshes_never_leave_an_older_total)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (1, 'a', true, '0xaaa1')");
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES ('0xaaa1', 100)");
+	/* The naive form: compute, then upsert. It must lose this race, or the test proves nothing. */
+	db_exec(conn, "CREATE FUNCTION naive_refresh(keys bigint[]) RETURNS integer LANGUAGE sql AS $$"
+		      " INSERT INTO eth_user_balances (user_id, balance)"
+		      " SELECT user_id, balance FROM rollupd.eth_user_balances_compute(keys)"
+		      " ON CONFLICT (user_id) DO UPDATE SET balance = EXCLUDED.balance RETURNING 1 $$");
+
+	char *naive = race("naive_refresh");
+	ck_assert_str_eq(naive, "100"); /* stale: the older total overwrote the newer one */
+	free(naive);
+
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 100 WHERE wallet = '0xaaa1'");
+	db_exec(conn, "DELETE FROM eth_user_balances");
+	char *locked = race("rollupd.eth_user_balances_refresh");
+	ck_assert_str_eq(locked, "200");
+	free(locked);
+	PQfinish(conn);
+}
+END_TEST
+
+Suite *balances_suite(void)
+{
+	Suite *s = suite_create("eth_user_balances");
+	TCase *tc = tcase_create("balances");
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, test_balance_change_reaches_derived_table);
+	tcase_add_test(tc, test_link_unlink_relink_changes_total);
+	tcase_add_test(tc, test_unlink_last_wallet_drives_balance_to_zero);
+	tcase_add_test(tc, test_users_wallet_change_is_picked_up);
+	tcase_add_test(tc, test_one_wallet_backing_two_users_counts_for_both);
+	tcase_add_test(tc, test_deleted_balance_row_leaves_the_total);
+	tcase_add_test(tc, test_mixed_case_wallet_is_counted_once);
+	tcase_add_test(tc, test_sol_and_retired_links_do_not_count);
+	tcase_add_test(tc, test_user_rows_come_and_go_with_current_users);
+	tcase_add_test(tc, test_bulk_statement_of_thousands_of_keys_is_fully_applied);
+	tcase_add_test(tc, test_concurrent_refreshes_never_leave_an_older_total);
+	suite_add_tcase(s, tc);
+	return s;
+}

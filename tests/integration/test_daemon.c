@@ -1,0 +1,318 @@
+/*
+ * The daemon's promises about its own life: catch-up at start and after a
+ * lost listener, restart after SIGKILL, reloads good and bad, prompt clean
+ * stop, bad notifications, failing refreshes, exit codes, systemd protocol.
+ * Each ends with the derived table verified against the definition.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static char db[64];
+static struct daemon d;
+static PGconn *conn;
+
+/* 200 users, each with a balance, a tenth with a second linked wallet. */
+static void seed(void)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
+		      " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 200) g");
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
+		      " SELECT '0xw' || g, g * 10 FROM generate_series(1, 400) g");
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		      " SELECT g, '0xw' || (200 + g), 'eth', true, false FROM generate_series(10, 200, 10) g");
+}
+
+static const char *balance_sql(int user_id)
+{
+	static char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT balance FROM eth_user_balances WHERE user_id = %d", user_id);
+	return sql;
+}
+
+START_TEST(test_changes_made_before_start_are_caught_up)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	/* user 10: 0xw10 (100) + linked 0xw210 (2100) */
+	ck_assert(db_wait_value(conn, "2200", 5.0, balance_sql(10)));
+	ck_assert_int_ge(daemon_log_count(&d, "reconcile done rollup=eth_user_balances fixed=200"), 1);
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_listener_terminated_reconnects_and_catches_up)
+{
+	seed();
+	/* A slow reconnect leaves a window in which notifications are lost for sure. */
+	char extra[1024];
+	snprintf(extra, sizeof(extra),
+		 "database = { conninfo = \"%s\"; reconnect_min_ms = 1500; reconnect_max_ms = 3000; };", db_conninfo(db));
+	daemon_start(&d, db, extra);
+
+	char *pid = db_value(conn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'rollupd listener'"
+				   " AND datname = current_database()");
+	ck_assert_ptr_nonnull(pid);
+	db_exec(conn, "SELECT pg_terminate_backend(%s)", pid);
+	free(pid);
+	ck_assert(daemon_wait_log(&d, "listener lost", 1, 5.0));
+	/* Changed while nobody listens: only the catch-up reconcile can repair these. */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 777 WHERE wallet = '0xw5'");
+	db_exec(conn, "UPDATE associated_wallets SET is_delete = true WHERE user_id = 20");
+	ck_assert(daemon_wait_log(&d, "ready:", 2, 15.0));
+	ck_assert(db_wait_value(conn, "777", 5.0, balance_sql(5)));
+	ck_assert(db_wait_value(conn, "200", 5.0, balance_sql(20)));
+	/* And notifications are trusted again. */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 1 WHERE wallet = '0xw6'");
+	ck_assert(db_wait_value(conn, "1", 5.0, balance_sql(6)));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_sigkill_then_restart_catches_up)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance + 1");
+	daemon_kill(&d);
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance + 1000 WHERE wallet IN ('0xw7', '0xw210')");
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (300, 't', true, '0xw300')");
+	daemon_start(&d, db, NULL);
+	ck_assert(db_wait_value(conn, "1071", 5.0, balance_sql(7)));
+	ck_assert(db_wait_value(conn, "3001", 5.0, balance_sql(300)));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_sighup_with_broken_file_keeps_old_config)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	FILE *f = fopen(d.conf, "w");
+	fprintf(f, "database = { conninfo = \"%s\";\n  pool_size = \"many\"; };\n", db_conninfo(db));
+	fclose(f);
+	kill(d.pid, SIGHUP);
+	char expected[700];
+	snprintf(expected, sizeof(expected), "reload failed: %s:2: database.pool_size must be an integer", d.conf);
+	ck_assert_msg(daemon_wait_log(&d, expected, 1, 5.0), "no reload error naming file and line in %s", d.log);
+	ck_assert(daemon_wait_log(&d, "continuing with the same configuration", 1, 1.0));
+	/* Still working on the old config. */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 5 WHERE wallet = '0xw3'");
+	ck_assert(db_wait_value(conn, "5", 5.0, balance_sql(3)));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_sighup_with_valid_file_applies_it)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	daemon_configure(&d, db, "log = { level = \"info\"; };\nbatch = { max_keys = 7; window_ms = 1; };");
+	kill(d.pid, SIGHUP);
+	ck_assert(daemon_wait_log(&d, "configuration reloaded", 1, 5.0));
+	ck_assert(daemon_wait_log(&d, "max_keys=7 window_ms=1 log_level=info", 1, 1.0));
+	int debug_lines = daemon_log_count(&d, " debug ");
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 9 WHERE wallet = '0xw4'");
+	ck_assert(db_wait_value(conn, "9", 5.0, balance_sql(4)));
+	ck_assert_int_eq(daemon_log_count(&d, " debug "), debug_lines); /* debug is off now */
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_sigterm_exits_zero_promptly)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance * 3");
+	double elapsed;
+	ck_assert_int_eq(daemon_stop(&d, 10, &elapsed), 0);
+	ck_assert_msg(elapsed < 3.0, "stop took %.2fs", elapsed);
+	ck_assert_int_eq(daemon_log_count(&d, "stopped cleanly"), 1);
+	/* Whatever the stop did not reach, the next start reconciles. */
+	daemon_start(&d, db, NULL);
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_malformed_payloads_are_logged_and_skipped)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	/* Corrupt two rows; only notifications can bring them back. */
+	db_exec(conn, "UPDATE eth_user_balances SET balance = -1 WHERE user_id IN (11, 12)");
+	db_exec(conn, "SELECT pg_notify('eth_user_balances_user', ' 99999999999999999999 ,abc, 12x,, 11')");
+	db_exec(conn, "SELECT pg_notify('eth_user_balances_user', '')");
+	db_exec(conn, "SELECT pg_notify('eth_user_balances_wallet', 'bad\x01key,0xW12')");
+	ck_assert(db_wait_value(conn, "110", 5.0, balance_sql(11)));
+	ck_assert(db_wait_value(conn, "120", 5.0, balance_sql(12)));
+	ck_assert(daemon_wait_log(&d, "malformed key skipped channel=eth_user_balances_user key=\"abc\" reason=\"not an integer\"", 1, 1.0));
+	ck_assert_int_eq(daemon_log_count(&d, "reason=\"out of bigint range\""), 1);
+	/* Past three bad keys in one payload, a count stands for the rest. */
+	ck_assert_int_eq(daemon_log_count(&d, "malformed keys skipped channel=eth_user_balances_user count=4"), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "reason=\"empty key\""), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "reason=\"control character in key\""), 1);
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_failing_refresh_is_retried_until_it_succeeds)
+{
+	seed();
+	daemon_start(&d, db, NULL);
+	/* Break the refresh: the table it reads disappears under another name. */
+	db_exec(conn, "ALTER TABLE eth_wallet_balances RENAME TO ewb_hidden");
+	db_exec(conn, "UPDATE ewb_hidden SET balance = 31337 WHERE wallet = '0xw8'");
+	ck_assert(daemon_wait_log(&d, "refresh failed channel=eth_user_balances_wallet keys=1", 2, 10.0));
+	ck_assert(daemon_wait_log(&d, "retry_in_ms=", 2, 1.0));
+	db_exec(conn, "ALTER TABLE ewb_hidden RENAME TO eth_wallet_balances");
+	ck_assert(db_wait_value(conn, "31337", 10.0, balance_sql(8)));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_unavailable_database_at_start_exits_69)
+{
+	db_create(db, sizeof(db));
+	char extra[700];
+	snprintf(extra, sizeof(extra),
+		 "database = { conninfo = \"host=%s port=1 user=postgres dbname=x\"; connect_retries = 3;"
+		 " reconnect_min_ms = 10; reconnect_max_ms = 50; };",
+		 getenv("PGHOST"));
+	daemon_configure(&d, db, extra);
+	daemon_spawn(&d, NULL);
+	ck_assert_int_eq(daemon_wait_exit(&d, 10.0), 69);
+	ck_assert_int_eq(daemon_log_count(&d, "database unavailable at start attempts=3"), 1);
+}
+END_TEST
+
+START_TEST(test_bad_config_exits_78_and_usage_error_exits_64)
+{
+	char out[2048], path[600], args[800];
+	snprintf(path, sizeof(path), "%s/bad-%d.conf", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
+	FILE *f = fopen(path, "w");
+	fprintf(f, "database = { conninfo = \"x\"; };\nbatch = {\n  max_kees = 5;\n};\n");
+	fclose(f);
+	snprintf(args, sizeof(args), "-t -c '%s'", path);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
+	ck_assert_msg(strstr(out, ":3: unknown setting 'batch.max_kees'") != NULL, "%s", out);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), "-f -c /nonexistent.conf"), 78);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), "--frobnicate"), 64);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), "--list --verify x"), 64);
+
+	f = fopen(path, "w");
+	fprintf(f, "database = { conninfo = \"x\"; };\n");
+	fclose(f);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert(strstr(out, "is valid") != NULL);
+}
+END_TEST
+
+START_TEST(test_systemd_hears_ready_and_stopping)
+{
+	seed();
+	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)], env_var[160];
+	snprintf(sock_path, sizeof(sock_path), "%s/notify-%d.sock", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+	snprintf(env_var, sizeof(env_var), "NOTIFY_SOCKET=%s", sock_path);
+	char *envs[] = { env_var, NULL };
+	daemon_configure(&d, db, NULL);
+	daemon_spawn(&d, envs);
+
+	char seen[8192] = "";
+	double deadline = now_seconds() + 15;
+	bool stop_sent = false;
+	while (now_seconds() < deadline && !strstr(seen, "STOPPING=1")) {
+		char msg[512];
+		ssize_t n = recv(fd, msg, sizeof(msg) - 1, 0);
+		if (n > 0) {
+			msg[n] = '\0';
+			strncat(seen, msg, sizeof(seen) - strlen(seen) - 2);
+			strcat(seen, "\n");
+		}
+		if (!stop_sent && strstr(seen, "READY=1")) {
+			/* READY only once listening and caught up. */
+			ck_assert(daemon_log_count(&d, "ready: listening and caught up") == 1);
+			kill(d.pid, SIGTERM);
+			stop_sent = true;
+		}
+	}
+	ck_assert_msg(strstr(seen, "READY=1") && strstr(seen, "STOPPING=1"), "heard: %s", seen);
+	ck_assert(strstr(seen, "STATUS=ready") != NULL);
+	ck_assert_int_eq(daemon_wait_exit(&d, 10), 0);
+	close(fd);
+	unlink(sock_path);
+	assert_balances_verified(db);
+}
+END_TEST
+
+START_TEST(test_list_and_one_shot_reconcile)
+{
+	seed();
+	char out[4096], args[800];
+	snprintf(args, sizeof(args), "-d '%s' --list", db_conninfo(db));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert_msg(strstr(out, "eth_user_balances") && strstr(out, "eth_user_balances_user(bigint)") &&
+			      strstr(out, "eth_user_balances_wallet(text)"),
+		      "%s", out);
+
+	snprintf(args, sizeof(args), "-d '%s' --verify eth_user_balances", db_conninfo(db));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 1);
+	/* Nothing has built the table yet: every user with a balance mismatches. */
+	ck_assert_msg(strstr(out, "mismatches=200") && strstr(out, "first mismatching keys: 1,2,3,"), "%s", out);
+
+	snprintf(args, sizeof(args), "-d '%s' --reconcile eth_user_balances", db_conninfo(db));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert_msg(strstr(out, "fixed=200") != NULL, "%s", out);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert_msg(strstr(out, "fixed=0") != NULL, "%s", out);
+
+	snprintf(args, sizeof(args), "-d '%s' --verify no_such_rollup", db_conninfo(db));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 70);
+	assert_balances_verified(db);
+}
+END_TEST
+
+Suite *daemon_suite(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc = tcase_create("daemon");
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, test_changes_made_before_start_are_caught_up);
+	tcase_add_test(tc, test_listener_terminated_reconnects_and_catches_up);
+	tcase_add_test(tc, test_sigkill_then_restart_catches_up);
+	tcase_add_test(tc, test_sighup_with_broken_file_keeps_old_config);
+	tcase_add_test(tc, test_sighup_with_valid_file_applies_it);
+	tcase_add_test(tc, test_sigterm_exits_zero_promptly);
+	tcase_add_test(tc, test_malformed_payloads_are_logged_and_skipped);
+	tcase_add_test(tc, test_failing_refresh_is_retried_until_it_succeeds);
+	tcase_add_test(tc, test_unavailable_database_at_start_exits_69);
+	tcase_add_test(tc, test_bad_config_exits_78_and_usage_error_exits_64);
+	tcase_add_test(tc, test_systemd_hears_ready_and_stopping);
+	tcase_add_test(tc, test_list_and_one_shot_reconcile);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,21 @@
+/* Unit tests: pure modules, no database. */
+#include <stdlib.h>
+
+#include "log.h"
+#include "suites.h"
+
+int main(void)
+{
+	SRunner *sr = srunner_create(backoff_suite());
+	srunner_add_suite(sr, batcher_suite());
+	srunner_add_suite(sr, catalog_suite());
+	srunner_add_suite(sr, cli_suite());
+	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, keyset_suite());
+	srunner_add_suite(sr, payload_suite());
+	log_set_level(LOG_LEVEL_ERROR);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
