@@ -471,8 +471,9 @@ static void on_worker_ready(struct pool_worker *w, void *arg)
 
 static void on_worker_down(struct pool_worker *w, const char *reason, bool was_up, void *arg)
 {
-	(void)arg;
-	if (was_up)
+	struct engine *e = arg;
+	/* A stop closes every worker on purpose; anything else is worth a line. */
+	if (was_up && e->phase != PHASE_STOPPED)
 		log_warning("worker lost worker=%u error=\"%s\"", w->id, reason);
 }
 
