@@ -32,7 +32,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *policy, void (*on_due)(void *arg),
-			    void *arg)
+                            void *arg)
 {
 	struct batcher *b = calloc(1, sizeof(*b));
 	if (b == NULL)
@@ -105,7 +105,7 @@ static struct batch_channel *channel_new(const struct catalog_channel *cc, const
 
 size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
 {
-	struct batch_channel **channels = calloc(cat->n_channels + 1, sizeof(*channels));
+	struct batch_channel **channels = calloc(cat->n_channels + 1, sizeof(struct batch_channel *));
 	size_t dropped = 0;
 	if (channels == NULL)
 		return 0;
@@ -223,8 +223,8 @@ uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long 
 
 	if (ch == NULL) {
 		if (!ok)
-			log_warning("batch failed for a channel no longer configured channel=%s keys=%zu", batch->channel,
-				    batch->n);
+			log_warning("batch failed for a channel no longer configured channel=%s keys=%zu",
+			            batch->channel, batch->n);
 		batch_free(batch);
 		return 0;
 	}

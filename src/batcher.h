@@ -35,7 +35,7 @@ struct batch_channel {
 	struct backoff retry;
 	unsigned in_flight;
 
-	uint64_t keys_received;  /* valid keys, before dedup */
+	uint64_t keys_received; /* valid keys, before dedup */
 	uint64_t keys_malformed;
 	uint64_t keys_refreshed;
 	uint64_t rows_written;
@@ -49,7 +49,7 @@ struct batch {
 	char *refresh_sql; /* copied, for the same reason */
 	char **keys;
 	size_t n;
-	char *param;       /* the keys as an SQL array literal */
+	char *param; /* the keys as an SQL array literal */
 	ev_tstamp started;
 };
 
@@ -57,7 +57,7 @@ struct batcher;
 
 /* `on_due` runs from the loop when a window or retry delay ends. */
 struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *policy, void (*on_due)(void *arg),
-			    void *arg);
+                            void *arg);
 void batcher_free(struct batcher *b);
 void batcher_set_policy(struct batcher *b, const struct batch_policy *policy);
 

@@ -13,9 +13,9 @@
 #include "log.h"
 
 const char CATALOG_QUERY[] =
-	"SELECT r.name, r.key_type, r.reconcile_fn, r.verify_fn, c.channel, c.key_type, c.refresh_fn"
-	" FROM rollupd.rollup r LEFT JOIN rollupd.channel c ON c.rollup = r.name"
-	" ORDER BY r.name, c.channel";
+    "SELECT r.name, r.key_type, r.reconcile_fn, r.verify_fn, c.channel, c.key_type, c.refresh_fn"
+    " FROM rollupd.rollup r LEFT JOIN rollupd.channel c ON c.rollup = r.name"
+    " ORDER BY r.name, c.channel";
 
 enum { COL_NAME, COL_KEY_TYPE, COL_RECONCILE, COL_VERIFY, COL_CHANNEL, COL_CHANNEL_KEY_TYPE, COL_REFRESH, NCOLS };
 
@@ -116,9 +116,9 @@ static void channel_free(struct catalog_channel *c)
 
 void catalog_free(struct catalog *cat)
 {
-	for (size_t i = 0; i < cat->n_rollups; i++)
+	for (size_t i = 0; cat->rollups != NULL && i < cat->n_rollups; i++)
 		rollup_free(&cat->rollups[i]);
-	for (size_t i = 0; i < cat->n_channels; i++)
+	for (size_t i = 0; cat->channels != NULL && i < cat->n_channels; i++)
 		channel_free(&cat->channels[i]);
 	free(cat->rollups);
 	free(cat->channels);
@@ -138,23 +138,24 @@ static int build_rollup(const PGresult *res, int row, struct catalog_rollup *out
 	}
 	if (key_type_parse(key_type, &out->key_type) != 0) {
 		log_error("catalog: skipping rollup rollup=%s error=\"key_type '%s' is not bigint or text\"", name,
-			  key_type);
+		          key_type);
 		return -1;
 	}
 	if (sql_name_quote(PQgetvalue(res, row, COL_RECONCILE), reconcile, sizeof(reconcile)) != 0 ||
 	    sql_name_quote(PQgetvalue(res, row, COL_VERIFY), verify, sizeof(verify)) != 0) {
-		log_error("catalog: skipping rollup rollup=%s error=\"invalid reconcile or verify function name\"", name);
+		log_error("catalog: skipping rollup rollup=%s error=\"invalid reconcile or verify function name\"",
+		          name);
 		return -1;
 	}
 	const char *type = key_type_name(out->key_type);
 	out->name = strdup(name);
 	out->reconcile_sql = sql_printf("SELECT r.last_key::text, r.fixed"
-					" FROM %s($1::%s, $2::integer) AS r(last_key, fixed)",
-					reconcile, type);
+	                                " FROM %s($1::%s, $2::integer) AS r(last_key, fixed)",
+	                                reconcile, type);
 	out->verify_sql = sql_printf("SELECT v.last_key::text, coalesce(cardinality(v.mismatched), 0),"
-				     " array_to_string(v.mismatched[1:20], ',')"
-				     " FROM %s($1::%s, $2::integer) AS v(last_key, mismatched)",
-				     verify, type);
+	                             " array_to_string(v.mismatched[1:20], ',')"
+	                             " FROM %s($1::%s, $2::integer) AS v(last_key, mismatched)",
+	                             verify, type);
 	if (out->name == NULL || out->reconcile_sql == NULL || out->verify_sql == NULL) {
 		rollup_free(out);
 		return -1;
@@ -173,12 +174,12 @@ static int build_channel(const PGresult *res, int row, const char *rollup, struc
 	}
 	if (key_type_parse(PQgetvalue(res, row, COL_CHANNEL_KEY_TYPE), &out->key_type) != 0) {
 		log_error("catalog: skipping channel rollup=%s channel=%s error=\"key_type is not bigint or text\"",
-			  rollup, name);
+		          rollup, name);
 		return -1;
 	}
 	if (sql_name_quote(PQgetvalue(res, row, COL_REFRESH), refresh, sizeof(refresh)) != 0) {
 		log_error("catalog: skipping channel rollup=%s channel=%s error=\"invalid refresh function name\"",
-			  rollup, name);
+		          rollup, name);
 		return -1;
 	}
 	out->name = strdup(name);
@@ -194,7 +195,7 @@ static int build_channel(const PGresult *res, int row, const char *rollup, struc
 int catalog_from_result(const PGresult *res, const struct config *cfg, struct catalog *out)
 {
 	int rows = PQntuples(res);
-	memset(out, 0, sizeof(*out));
+	*out = (struct catalog){0};
 
 	if (PQnfields(res) != NCOLS) {
 		log_error("catalog: unexpected shape columns=%d expected=%d", PQnfields(res), NCOLS);
@@ -224,17 +225,17 @@ int catalog_from_result(const PGresult *res, const struct config *cfg, struct ca
 		row = next;
 	}
 
-	for (size_t i = 0; i < cfg->n_rollups; i++)
+	for (size_t i = 0; cfg->rollups != NULL && i < cfg->n_rollups; i++)
 		if (catalog_find_rollup(out, cfg->rollups[i]) == NULL)
 			log_warning("catalog: rollup named in the config is not registered (or invalid) rollup=%s",
-				    cfg->rollups[i]);
+			            cfg->rollups[i]);
 	return 0;
 }
 
 const struct catalog_rollup *catalog_find_rollup(const struct catalog *cat, const char *name)
 {
 	for (size_t i = 0; i < cat->n_rollups; i++)
-		if (strcmp(cat->rollups[i].name, name) == 0)
+		if (cat->rollups[i].name != NULL && strcmp(cat->rollups[i].name, name) == 0)
 			return &cat->rollups[i];
 	return NULL;
 }
@@ -242,7 +243,7 @@ const struct catalog_rollup *catalog_find_rollup(const struct catalog *cat, cons
 const struct catalog_channel *catalog_find_channel(const struct catalog *cat, const char *name)
 {
 	for (size_t i = 0; i < cat->n_channels; i++)
-		if (strcmp(cat->channels[i].name, name) == 0)
+		if (cat->channels[i].name != NULL && strcmp(cat->channels[i].name, name) == 0)
 			return &cat->channels[i];
 	return NULL;
 }

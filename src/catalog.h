@@ -21,10 +21,10 @@ struct catalog_rollup {
 };
 
 struct catalog_channel {
-	char *name;         /* the LISTEN channel */
-	char *rollup;       /* owning rollup's name */
+	char *name;   /* the LISTEN channel */
+	char *rollup; /* owning rollup's name */
 	enum key_type key_type;
-	char *refresh_sql;  /* $1 array literal -> rows written */
+	char *refresh_sql; /* $1 array literal -> rows written */
 };
 
 struct catalog {

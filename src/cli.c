@@ -13,22 +13,21 @@ enum { OPT_VERIFY = 256, OPT_RECONCILE, OPT_LIST };
 
 void cli_usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: rollupd [-c FILE] [-d CONNINFO] [-f]\n"
-		"       rollupd [-c FILE] [-d CONNINFO] -t | --list | --verify NAME | --reconcile NAME\n"
-		"\n"
-		"Keeps derived PostgreSQL tables fresh: LISTENs for changed keys, batches them\n"
-		"and runs each rollup's refresh function over a pool of connections.\n"
-		"\n"
-		"  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-		"  -d, --dbname CONNINFO  libpq connection string, overrides database.conninfo\n"
-		"  -f, --foreground     stay in the foreground and log to stderr\n"
-		"  -t, --check-config   check the configuration and exit (0 valid, 78 invalid)\n"
-		"      --list           list the rollups registered in the database\n"
-		"      --verify NAME    read-only check of a rollup: exit 0 if no mismatch, 1 otherwise\n"
-		"      --reconcile NAME repair a rollup's derived rows once and print rows fixed\n"
-		"  -V, --version        print the version\n"
-		"  -h, --help           print this help\n");
+	fprintf(out, "Usage: rollupd [-c FILE] [-d CONNINFO] [-f]\n"
+	             "       rollupd [-c FILE] [-d CONNINFO] -t | --list | --verify NAME | --reconcile NAME\n"
+	             "\n"
+	             "Keeps derived PostgreSQL tables fresh: LISTENs for changed keys, batches them\n"
+	             "and runs each rollup's refresh function over a pool of connections.\n"
+	             "\n"
+	             "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+	             "  -d, --dbname CONNINFO  libpq connection string, overrides database.conninfo\n"
+	             "  -f, --foreground     stay in the foreground and log to stderr\n"
+	             "  -t, --check-config   check the configuration and exit (0 valid, 78 invalid)\n"
+	             "      --list           list the rollups registered in the database\n"
+	             "      --verify NAME    read-only check of a rollup: exit 0 if no mismatch, 1 otherwise\n"
+	             "      --reconcile NAME repair a rollup's derived rows once and print rows fixed\n"
+	             "  -V, --version        print the version\n"
+	             "  -h, --help           print this help\n");
 }
 
 static int set_mode(struct cli_options *o, enum cli_mode mode, char *err, size_t errlen)
@@ -44,16 +43,16 @@ static int set_mode(struct cli_options *o, enum cli_mode mode, char *err, size_t
 int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t errlen)
 {
 	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "dbname", required_argument, NULL, 'd' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "check-config", no_argument, NULL, 't' },
-		{ "verify", required_argument, NULL, OPT_VERIFY },
-		{ "reconcile", required_argument, NULL, OPT_RECONCILE },
-		{ "list", no_argument, NULL, OPT_LIST },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"dbname", required_argument, NULL, 'd'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"check-config", no_argument, NULL, 't'},
+	    {"verify", required_argument, NULL, OPT_VERIFY},
+	    {"reconcile", required_argument, NULL, OPT_RECONCILE},
+	    {"list", no_argument, NULL, OPT_LIST},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 

@@ -23,9 +23,9 @@ struct cli_options {
 	enum cli_mode mode;
 	const char *config_path; /* -c, or the default */
 	bool config_given;
-	const char *conninfo;    /* -d, or NULL */
-	bool foreground;         /* -f */
-	const char *rollup;      /* for --verify / --reconcile */
+	const char *conninfo; /* -d, or NULL */
+	bool foreground;      /* -f */
+	const char *rollup;   /* for --verify / --reconcile */
 };
 
 /* 0 on success; -1 with a message in `err` on a usage error (exit 64). */

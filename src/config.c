@@ -21,42 +21,48 @@ struct key_spec {
 	enum value_kind kind;
 	size_t offset;
 	long long min, max;
-	long long default_int; /* V_INT, V_BOOL */
+	long long default_int;   /* V_INT, V_BOOL */
 	const char *default_str; /* V_STRING, V_LOG_LEVEL */
 };
 
-#define INT_KEY(sec, key, field, lo, hi, dflt) \
-	{ sec, key, V_INT, offsetof(struct config, field), lo, hi, dflt, NULL }
-#define BOOL_KEY(sec, key, field, dflt) \
-	{ sec, key, V_BOOL, offsetof(struct config, field), 0, 1, dflt, NULL }
-#define STR_KEY(sec, key, field, dflt) \
-	{ sec, key, V_STRING, offsetof(struct config, field), 0, 0, 0, dflt }
+#define INT_KEY(sec, key, field, lo, hi, dflt)                                                                         \
+	{                                                                                                              \
+		sec, key, V_INT, offsetof(struct config, field), lo, hi, dflt, NULL                                    \
+	}
+#define BOOL_KEY(sec, key, field, dflt)                                                                                \
+	{                                                                                                              \
+		sec, key, V_BOOL, offsetof(struct config, field), 0, 1, dflt, NULL                                     \
+	}
+#define STR_KEY(sec, key, field, dflt)                                                                                 \
+	{                                                                                                              \
+		sec, key, V_STRING, offsetof(struct config, field), 0, 0, 0, dflt                                      \
+	}
 
 static const struct key_spec keys[] = {
-	STR_KEY("database", "conninfo", conninfo, NULL),
-	INT_KEY("database", "pool_size", pool_size, 1, 64, 2),
-	INT_KEY("database", "connect_timeout_ms", connect_timeout_ms, 100, 600000, 5000),
-	INT_KEY("database", "statement_timeout_ms", statement_timeout_ms, 0, 86400000, 60000),
-	INT_KEY("database", "connect_retries", connect_retries, 0, 1000000, 5),
-	INT_KEY("database", "reconnect_min_ms", reconnect_min_ms, 1, 600000, 100),
-	INT_KEY("database", "reconnect_max_ms", reconnect_max_ms, 1, 3600000, 10000),
-	INT_KEY("batch", "max_keys", batch_max_keys, 1, 1000000, 1000),
-	INT_KEY("batch", "window_ms", batch_window_ms, 0, 600000, 20),
-	INT_KEY("batch", "retry_min_ms", retry_min_ms, 1, 600000, 200),
-	INT_KEY("batch", "retry_max_ms", retry_max_ms, 1, 3600000, 30000),
-	INT_KEY("reconcile", "chunk_keys", reconcile_chunk_keys, 1, 1000000, 1000),
-	BOOL_KEY("reconcile", "on_connect", reconcile_on_connect, 1),
-	INT_KEY("reconcile", "interval_s", reconcile_interval_s, 0, 31536000, 0),
-	{ "log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info" },
-	INT_KEY("daemon", "shutdown_timeout_ms", shutdown_timeout_ms, 0, 3600000, 10000),
-	STR_KEY("daemon", "pidfile", pidfile, NULL),
+    STR_KEY("database", "conninfo", conninfo, NULL),
+    INT_KEY("database", "pool_size", pool_size, 1, 64, 2),
+    INT_KEY("database", "connect_timeout_ms", connect_timeout_ms, 100, 600000, 5000),
+    INT_KEY("database", "statement_timeout_ms", statement_timeout_ms, 0, 86400000, 60000),
+    INT_KEY("database", "connect_retries", connect_retries, 0, 1000000, 5),
+    INT_KEY("database", "reconnect_min_ms", reconnect_min_ms, 1, 600000, 100),
+    INT_KEY("database", "reconnect_max_ms", reconnect_max_ms, 1, 3600000, 10000),
+    INT_KEY("batch", "max_keys", batch_max_keys, 1, 1000000, 1000),
+    INT_KEY("batch", "window_ms", batch_window_ms, 0, 600000, 20),
+    INT_KEY("batch", "retry_min_ms", retry_min_ms, 1, 600000, 200),
+    INT_KEY("batch", "retry_max_ms", retry_max_ms, 1, 3600000, 30000),
+    INT_KEY("reconcile", "chunk_keys", reconcile_chunk_keys, 1, 1000000, 1000),
+    BOOL_KEY("reconcile", "on_connect", reconcile_on_connect, 1),
+    INT_KEY("reconcile", "interval_s", reconcile_interval_s, 0, 31536000, 0),
+    {"log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info"},
+    INT_KEY("daemon", "shutdown_timeout_ms", shutdown_timeout_ms, 0, 3600000, 10000),
+    STR_KEY("daemon", "pidfile", pidfile, NULL),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = { "database", "batch", "reconcile", "log", "daemon" };
+static const char *const sections[] = {"database", "batch", "reconcile", "log", "daemon"};
 
 static void set_error(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 
 static void set_error(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
 {
@@ -124,8 +130,8 @@ static const struct key_spec *find_key(const char *section, const char *name)
 	return NULL;
 }
 
-static int load_value(const struct key_spec *spec, const config_setting_t *s, struct config *cfg,
-		      const char *path, char *err, size_t errlen)
+static int load_value(const struct key_spec *spec, const config_setting_t *s, struct config *cfg, const char *path,
+                      char *err, size_t errlen)
 {
 	char *field = (char *)cfg + spec->offset;
 	int type = config_setting_type(s);
@@ -135,13 +141,13 @@ static int load_value(const struct key_spec *spec, const config_setting_t *s, st
 	case V_INT: {
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
 			set_error(err, errlen, path, line, "%s.%s must be an integer, not %s", spec->section,
-				  spec->name, type_name(type));
+			          spec->name, type_name(type));
 			return -1;
 		}
 		long long v = config_setting_get_int64(s);
 		if (v < spec->min || v > spec->max) {
-			set_error(err, errlen, path, line, "%s.%s = %lld is out of range [%lld, %lld]",
-				  spec->section, spec->name, v, spec->min, spec->max);
+			set_error(err, errlen, path, line, "%s.%s = %lld is out of range [%lld, %lld]", spec->section,
+			          spec->name, v, spec->min, spec->max);
 			return -1;
 		}
 		*(int *)field = (int)v;
@@ -150,7 +156,7 @@ static int load_value(const struct key_spec *spec, const config_setting_t *s, st
 	case V_BOOL:
 		if (type != CONFIG_TYPE_BOOL) {
 			set_error(err, errlen, path, line, "%s.%s must be a boolean (true or false), not %s",
-				  spec->section, spec->name, type_name(type));
+			          spec->section, spec->name, type_name(type));
 			return -1;
 		}
 		*(bool *)field = config_setting_get_bool(s) != 0;
@@ -158,16 +164,16 @@ static int load_value(const struct key_spec *spec, const config_setting_t *s, st
 	case V_STRING:
 	case V_LOG_LEVEL: {
 		if (type != CONFIG_TYPE_STRING) {
-			set_error(err, errlen, path, line, "%s.%s must be a string, not %s", spec->section,
-				  spec->name, type_name(type));
+			set_error(err, errlen, path, line, "%s.%s must be a string, not %s", spec->section, spec->name,
+			          type_name(type));
 			return -1;
 		}
 		const char *v = config_setting_get_string(s);
 		if (spec->kind == V_LOG_LEVEL) {
 			if (log_level_parse(v, (enum log_level *)field) != 0) {
 				set_error(err, errlen, path, line,
-					  "%s.%s = \"%s\" is not one of error, warning, info, debug", spec->section,
-					  spec->name, v);
+				          "%s.%s = \"%s\" is not one of error, warning, info, debug", spec->section,
+				          spec->name, v);
 				return -1;
 			}
 			return 0;
@@ -184,14 +190,13 @@ static int load_value(const struct key_spec *spec, const config_setting_t *s, st
 	return -1;
 }
 
-static int load_section(const config_setting_t *group, struct config *cfg, const char *path, char *err,
-			size_t errlen)
+static int load_section(const config_setting_t *group, struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	const char *section = config_setting_name(group);
 
 	if (config_setting_type(group) != CONFIG_TYPE_GROUP) {
 		set_error(err, errlen, path, config_setting_source_line(group), "'%s' must be a group { ... }, not %s",
-			  section, type_name(config_setting_type(group)));
+		          section, type_name(config_setting_type(group)));
 		return -1;
 	}
 	for (int i = 0; i < config_setting_length(group); i++) {
@@ -199,7 +204,7 @@ static int load_section(const config_setting_t *group, struct config *cfg, const
 		const struct key_spec *spec = find_key(section, config_setting_name(s));
 		if (spec == NULL) {
 			set_error(err, errlen, path, config_setting_source_line(s), "unknown setting '%s.%s'", section,
-				  config_setting_name(s));
+			          config_setting_name(s));
 			return -1;
 		}
 		if (load_value(spec, s, cfg, path, err, errlen) != 0)
@@ -208,15 +213,14 @@ static int load_section(const config_setting_t *group, struct config *cfg, const
 	return 0;
 }
 
-static int load_rollups(const config_setting_t *list, struct config *cfg, const char *path, char *err,
-			size_t errlen)
+static int load_rollups(const config_setting_t *list, struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	int type = config_setting_type(list);
 	int n = config_setting_length(list);
 
 	if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST) {
 		set_error(err, errlen, path, config_setting_source_line(list),
-			  "'rollups' must be an array of names like [\"eth_user_balances\"], not %s", type_name(type));
+		          "'rollups' must be an array of names like [\"eth_user_balances\"], not %s", type_name(type));
 		return -1;
 	}
 	cfg->rollups = calloc((size_t)n + 1, sizeof(char *));
@@ -228,7 +232,7 @@ static int load_rollups(const config_setting_t *list, struct config *cfg, const 
 		const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
 		if (config_setting_type(e) != CONFIG_TYPE_STRING || config_setting_get_string(e)[0] == '\0') {
 			set_error(err, errlen, path, config_setting_source_line(list),
-				  "'rollups' entry %d must be a non-empty string", i + 1);
+			          "'rollups' entry %d must be a non-empty string", i + 1);
 			return -1;
 		}
 		cfg->rollups[cfg->n_rollups++] = strdup(config_setting_get_string(e));
@@ -247,13 +251,14 @@ static bool is_section(const char *name)
 static int check_pairs(const struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	if (cfg->reconnect_max_ms < cfg->reconnect_min_ms) {
-		set_error(err, errlen, path, 0, "database.reconnect_max_ms (%d) is below database.reconnect_min_ms (%d)",
-			  cfg->reconnect_max_ms, cfg->reconnect_min_ms);
+		set_error(err, errlen, path, 0,
+		          "database.reconnect_max_ms (%d) is below database.reconnect_min_ms (%d)",
+		          cfg->reconnect_max_ms, cfg->reconnect_min_ms);
 		return -1;
 	}
 	if (cfg->retry_max_ms < cfg->retry_min_ms) {
 		set_error(err, errlen, path, 0, "batch.retry_max_ms (%d) is below batch.retry_min_ms (%d)",
-			  cfg->retry_max_ms, cfg->retry_min_ms);
+		          cfg->retry_max_ms, cfg->retry_min_ms);
 		return -1;
 	}
 	return 0;
@@ -274,7 +279,7 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 			set_error(err, errlen, path, 0, "cannot read file: %s", strerror(errno));
 		else
 			set_error(err, errlen, config_error_file(&lc) ? config_error_file(&lc) : path,
-				  config_error_line(&lc), "syntax error: %s", config_error_text(&lc));
+			          config_error_line(&lc), "syntax error: %s", config_error_text(&lc));
 		goto done;
 	}
 

@@ -30,11 +30,11 @@ enum engine_phase {
 struct walk {
 	char *rollup;
 	char *sql;
-	char *after;     /* last key done; NULL walks from the start */
+	char *after; /* last key done; NULL walks from the start */
 	bool active;
 	bool in_flight;
-	bool restart;    /* start over when the chunk in flight returns */
-	bool catch_up;   /* part of the catch-up that readiness waits for */
+	bool restart;  /* start over when the chunk in flight returns */
+	bool catch_up; /* part of the catch-up that readiness waits for */
 	ev_tstamp started;
 	ev_tstamp retry_at;
 	ev_tstamp last_log;
@@ -73,7 +73,7 @@ struct engine {
 	unsigned turn;
 
 	ev_timer shutdown_timer;
-	ev_timer reconcile_timer; /* reconcile.interval_s */
+	ev_timer reconcile_timer;  /* reconcile.interval_s */
 	ev_timer walk_retry_timer; /* a failed reconcile chunk's retry delay */
 	void (*on_ready)(void *arg);
 	void *on_ready_arg;
@@ -84,21 +84,21 @@ static void dispatch(struct engine *e);
 static struct pgconn_settings settings_from(const struct config *cfg)
 {
 	return (struct pgconn_settings){
-		.conninfo = cfg->conninfo,
-		.connect_timeout_ms = cfg->connect_timeout_ms,
-		.statement_timeout_ms = cfg->statement_timeout_ms,
-		.reconnect_min_ms = cfg->reconnect_min_ms,
-		.reconnect_max_ms = cfg->reconnect_max_ms,
+	    .conninfo = cfg->conninfo,
+	    .connect_timeout_ms = cfg->connect_timeout_ms,
+	    .statement_timeout_ms = cfg->statement_timeout_ms,
+	    .reconnect_min_ms = cfg->reconnect_min_ms,
+	    .reconnect_max_ms = cfg->reconnect_max_ms,
 	};
 }
 
 static struct batch_policy policy_from(const struct config *cfg)
 {
 	return (struct batch_policy){
-		.max_keys = (size_t)cfg->batch_max_keys,
-		.window_s = cfg->batch_window_ms / 1000.0,
-		.retry_min_ms = (uint32_t)cfg->retry_min_ms,
-		.retry_max_ms = (uint32_t)cfg->retry_max_ms,
+	    .max_keys = (size_t)cfg->batch_max_keys,
+	    .window_s = cfg->batch_window_ms / 1000.0,
+	    .retry_min_ms = (uint32_t)cfg->retry_min_ms,
+	    .retry_max_ms = (uint32_t)cfg->retry_max_ms,
 	};
 }
 
@@ -106,12 +106,12 @@ static void report_status(struct engine *e)
 {
 	char status[256];
 	snprintf(status, sizeof(status), "STATUS=%s: rollups=%zu channels=%zu pending_keys=%zu workers=%zu/%zu",
-		 e->phase == PHASE_STOPPING ? "stopping"
-		 : e->ready		    ? "ready"
-		 : listener_listening(e->listener) ? "catching up"
-					      : "connecting",
-		 e->catalog.n_rollups, e->catalog.n_channels, batcher_pending(e->batcher), pool_connected(e->pool),
-		 pool_size(e->pool));
+	         e->phase == PHASE_STOPPING        ? "stopping"
+	         : e->ready                        ? "ready"
+	         : listener_listening(e->listener) ? "catching up"
+	                                           : "connecting",
+	         e->catalog.n_rollups, e->catalog.n_channels, batcher_pending(e->batcher), pool_connected(e->pool),
+	         pool_size(e->pool));
 	sdnotify_send(status);
 }
 
@@ -192,7 +192,7 @@ static void update_readiness(struct engine *e)
 	e->ready = ready;
 	if (ready) {
 		log_info("ready: listening and caught up rollups=%zu channels=%zu", e->catalog.n_rollups,
-			 e->catalog.n_channels);
+		         e->catalog.n_channels);
 		if (e->phase == PHASE_STARTING) {
 			e->phase = PHASE_RUNNING;
 			sdnotify_send("READY=1");
@@ -243,7 +243,7 @@ static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *e
 		snprintf(channel, sizeof(channel), "%s", batch->channel);
 		uint32_t delay = batcher_complete(e->batcher, batch, false, 0);
 		log_warning("refresh failed channel=%s keys=%zu ms=%.0f error=\"%s\" retry_in_ms=%u", channel, n, ms,
-			    error, delay);
+		            error, delay);
 	} else {
 		long rows = PQgetisnull(res, 0, 0) ? 0 : strtol(PQgetvalue(res, 0, 0), NULL, 10);
 		log_debug("refreshed channel=%s keys=%zu rows=%ld ms=%.1f", batch->channel, batch->n, rows, ms);
@@ -263,7 +263,7 @@ static bool start_refresh(struct engine *e, struct pool_worker *w, ev_tstamp now
 		return false;
 	}
 	job->batch = batch;
-	const char *params[1] = { batch->param };
+	const char *params[1] = {batch->param};
 	if (pgconn_query(w->conn, batch->refresh_sql, 1, params, on_refresh_done, job) != 0) {
 		/* Not sent: the keys go back and the connection re-establishes itself. */
 		batcher_complete(e->batcher, batch, false, 0);
@@ -295,7 +295,7 @@ static void on_reconcile_done(struct pgconn *c, const PGresult *res, const char 
 		uint32_t delay = backoff_next_ms(&w->retry, (uint32_t)random());
 		w->retry_at = now + delay / 1000.0;
 		log_warning("reconcile chunk failed rollup=%s after=%s error=\"%s\" retry_in_ms=%u", w->rollup,
-			    w->after ? w->after : "(start)", error ? error : "unexpected result shape", delay);
+		            w->after ? w->after : "(start)", error ? error : "unexpected result shape", delay);
 	} else {
 		backoff_reset(&w->retry);
 		w->chunks++;
@@ -306,12 +306,13 @@ static void on_reconcile_done(struct pgconn *c, const PGresult *res, const char 
 			w->active = false;
 			w->catch_up = false;
 			log_info("reconcile done rollup=%s fixed=%llu chunks=%llu ms=%.0f", w->rollup,
-				 (unsigned long long)w->fixed, (unsigned long long)w->chunks, (now - w->started) * 1000.0);
+			         (unsigned long long)w->fixed, (unsigned long long)w->chunks,
+			         (now - w->started) * 1000.0);
 			update_readiness(e);
 		} else if (now - w->last_log >= 5.0) {
 			w->last_log = now;
 			log_info("reconcile progress rollup=%s after=%s fixed=%llu chunks=%llu", w->rollup, w->after,
-				 (unsigned long long)w->fixed, (unsigned long long)w->chunks);
+			         (unsigned long long)w->fixed, (unsigned long long)w->chunks);
 		}
 	}
 	job_end(job);
@@ -331,7 +332,7 @@ static bool start_reconcile(struct engine *e, struct pool_worker *pw, ev_tstamp 
 		job->rollup = strdup(w->rollup);
 		char chunk[16];
 		snprintf(chunk, sizeof(chunk), "%d", e->cfg->reconcile_chunk_keys);
-		const char *params[2] = { w->after, chunk };
+		const char *params[2] = {w->after, chunk};
 		if (pgconn_query(pw->conn, w->sql, 2, params, on_reconcile_done, job) != 0) {
 			pool_release(e->pool, pw);
 			free(job->rollup);
@@ -368,7 +369,7 @@ static void finish_stop(struct engine *e, const char *how)
 	size_t pending = batcher_pending(e->batcher);
 	if (pending > 0)
 		log_warning("stopped %s with keys not refreshed pending_keys=%zu (the next start reconciles them)", how,
-			    pending);
+		            pending);
 	else
 		log_info("stopped %s", how);
 	ev_break(e->loop, EVBREAK_ALL);
@@ -448,10 +449,12 @@ static void on_listener_down(const char *reason, bool was_up, uint32_t failures,
 	if (e->phase == PHASE_STOPPING || e->phase == PHASE_STOPPED)
 		return;
 	if (was_up)
-		log_error("listener lost; reconnecting, then reconciling before trusting notifications again error=\"%s\"",
-			  reason);
+		log_error(
+		    "listener lost; reconnecting, then reconciling before trusting notifications again error=\"%s\"",
+		    reason);
 	update_readiness(e);
-	if (e->phase == PHASE_STARTING && e->cfg->connect_retries > 0 && failures >= (uint32_t)e->cfg->connect_retries) {
+	if (e->phase == PHASE_STARTING && e->cfg->connect_retries > 0 &&
+	    failures >= (uint32_t)e->cfg->connect_retries) {
 		log_error("database unavailable at start attempts=%u error=\"%s\"", failures, reason);
 		e->exit_code = EX_UNAVAILABLE;
 		finish_stop(e, "at start");
@@ -489,7 +492,7 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 
 	log_warning("shutdown bound reached timeout_ms=%d in_flight=%zu; cancelling", e->cfg->shutdown_timeout_ms,
-		    pool_busy(e->pool));
+	            pool_busy(e->pool));
 	for (size_t i = 0; i < pool_size(e->pool); i++) {
 		struct pool_worker *w = pool_worker(e->pool, i);
 		if (w->job != NULL)
@@ -536,9 +539,8 @@ struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_re
 	struct batch_policy policy = policy_from(cfg);
 	struct pgconn_settings settings = settings_from(cfg);
 	struct listener_handler lh = {
-		.on_listening = on_listening, .on_down = on_listener_down, .on_keys = on_keys, .arg = e
-	};
-	struct pool_handler ph = { .on_ready = on_worker_ready, .on_down = on_worker_down, .arg = e };
+	    .on_listening = on_listening, .on_down = on_listener_down, .on_keys = on_keys, .arg = e};
+	struct pool_handler ph = {.on_ready = on_worker_ready, .on_down = on_worker_down, .arg = e};
 
 	e->batcher = batcher_new(loop, &policy, on_batches_due, e);
 	e->pool = e->batcher ? pool_new(loop, &settings, (size_t)cfg->pool_size, &ph) : NULL;
@@ -596,7 +598,7 @@ static void arm_interval(struct engine *e)
 void engine_start(struct engine *e)
 {
 	log_info("starting pool_size=%d max_keys=%d window_ms=%d", e->cfg->pool_size, e->cfg->batch_max_keys,
-		 e->cfg->batch_window_ms);
+	         e->cfg->batch_window_ms);
 	pool_start(e->pool);
 	listener_start(e->listener);
 	arm_interval(e);
@@ -622,8 +624,8 @@ void engine_reload(struct engine *e, struct config *cfg)
 	config_free(old);
 	free(old);
 	log_info("configuration reloaded path=%s pool_size=%d max_keys=%d window_ms=%d log_level=%s%s", cfg->path,
-		 cfg->pool_size, cfg->batch_max_keys, cfg->batch_window_ms, log_level_name(cfg->log_level),
-		 conninfo_changed ? " conninfo=changed" : "");
+	         cfg->pool_size, cfg->batch_max_keys, cfg->batch_window_ms, log_level_name(cfg->log_level),
+	         conninfo_changed ? " conninfo=changed" : "");
 	sdnotify_send("READY=1");
 	report_status(e);
 	dispatch(e);
@@ -639,7 +641,7 @@ void engine_stop(struct engine *e)
 	if (e->phase == PHASE_STOPPED)
 		return;
 	log_info("stopping: finishing in-flight batches timeout_ms=%d in_flight=%zu pending_keys=%zu",
-		 e->cfg->shutdown_timeout_ms, pool_busy(e->pool), batcher_pending(e->batcher));
+	         e->cfg->shutdown_timeout_ms, pool_busy(e->pool), batcher_pending(e->batcher));
 	e->phase = PHASE_STOPPING;
 	sdnotify_send("STOPPING=1");
 	listener_stop(e->listener);

@@ -12,7 +12,7 @@
 #define EMPTY SIZE_MAX
 
 struct keyset {
-	char **keys;     /* dense, `count` used */
+	char **keys;      /* dense, `count` used */
 	uint64_t *hashes; /* parallel to keys */
 	size_t count;
 	size_t capacity; /* of keys */

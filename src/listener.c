@@ -23,9 +23,9 @@ struct listener {
 	struct batcher *batcher;
 	struct listener_handler handler;
 	enum listener_step step;
-	bool listening;      /* a LISTEN succeeded on this session */
-	bool new_session;    /* this LISTEN is the session's first */
-	bool reload_pending; /* re-read the catalog when the current step ends */
+	bool listening;        /* a LISTEN succeeded on this session */
+	bool new_session;      /* this LISTEN is the session's first */
+	bool reload_pending;   /* re-read the catalog when the current step ends */
 	struct catalog loaded; /* read, not yet listened on */
 
 	uint64_t notifications;
@@ -50,7 +50,7 @@ static void on_listen_done(struct pgconn *c, const PGresult *res, const char *er
 	l->step = STEP_LISTENING;
 	l->listening = true;
 	log_info("listening channels=%zu rollups=%zu backend_pid=%d", l->loaded.n_channels, l->loaded.n_rollups,
-		 pgconn_backend_pid(c));
+	         pgconn_backend_pid(c));
 	struct catalog cat = l->loaded;
 	memset(&l->loaded, 0, sizeof(l->loaded));
 	bool new_session = l->new_session;
@@ -79,7 +79,7 @@ static void on_catalog(struct pgconn *c, const PGresult *res, const char *error,
 	}
 	if (l->loaded.n_rollups == 0)
 		log_warning("no rollup to run: none registered in schema rollupd matches the config; "
-			    "install one and send SIGHUP");
+		            "install one and send SIGHUP");
 
 	char *sql = catalog_listen_sql(&l->loaded);
 	l->step = STEP_LISTEN;
@@ -143,7 +143,7 @@ static void bad_key(const char *token, size_t len, const char *reason, void *arg
 	/* One line per bad key, up to a few per payload; the count covers the rest. */
 	if (ctx->bad_logged++ < 3)
 		log_warning("malformed key skipped channel=%s key=\"%.*s\" reason=\"%s\"", ctx->ch->name,
-			    (int)(len > 64 ? 64 : len), token, reason);
+		            (int)(len > 64 ? 64 : len), token, reason);
 }
 
 static void on_notify(struct pgconn *c, const char *channel, const char *payload, void *arg)
@@ -158,24 +158,24 @@ static void on_notify(struct pgconn *c, const char *channel, const char *payload
 		log_warning("notification on a channel with no rollup skipped channel=%s", channel);
 		return;
 	}
-	struct notify_ctx ctx = { .l = l, .ch = ch };
-	struct payload_handler h = { .on_key = add_key, .on_malformed = bad_key, .arg = &ctx };
+	struct notify_ctx ctx = {.l = l, .ch = ch};
+	struct payload_handler h = {.on_key = add_key, .on_malformed = bad_key, .arg = &ctx};
 	int bad = payload_parse(payload, ch->key_type, &h);
 	if (ctx.oom)
 		log_error("out of memory adding keys channel=%s; the next reconcile repairs what was lost", channel);
 	if (bad > 3)
 		log_warning("malformed keys skipped channel=%s count=%d payload_bytes=%zu", channel, bad,
-			    strlen(payload));
+		            strlen(payload));
 	l->handler.on_keys(l->handler.arg);
 }
 
 struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings *settings, const struct config *cfg,
-			      struct batcher *batcher, const struct listener_handler *handler)
+                              struct batcher *batcher, const struct listener_handler *handler)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return NULL;
-	struct pgconn_handler h = { .on_up = on_up, .on_down = on_down, .on_notify = on_notify, .arg = l };
+	struct pgconn_handler h = {.on_up = on_up, .on_down = on_down, .on_notify = on_notify, .arg = l};
 	struct pgconn_settings s = *settings;
 	s.application_name = "rollupd listener";
 	l->conn = pgconn_new(loop, "listener", &s, &h);

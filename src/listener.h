@@ -32,7 +32,7 @@ struct listener_handler {
 
 /* `cfg` is borrowed and must outlive the listener or be replaced by listener_reload(). */
 struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings *settings, const struct config *cfg,
-			      struct batcher *batcher, const struct listener_handler *handler);
+                              struct batcher *batcher, const struct listener_handler *handler);
 void listener_free(struct listener *l);
 
 void listener_start(struct listener *l);

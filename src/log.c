@@ -15,10 +15,10 @@ static enum log_level current_level = LOG_LEVEL_INFO;
 static bool use_stderr = true;
 
 static const char *const level_names[] = {
-	[LOG_LEVEL_ERROR] = "error",
-	[LOG_LEVEL_WARNING] = "warning",
-	[LOG_LEVEL_INFO] = "info",
-	[LOG_LEVEL_DEBUG] = "debug",
+    [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_WARNING] = "warning",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_DEBUG] = "debug",
 };
 
 int log_level_parse(const char *name, enum log_level *out)
@@ -62,10 +62,10 @@ bool log_enabled(enum log_level level)
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const int syslog_priority[] = {
-		[LOG_LEVEL_ERROR] = LOG_ERR,
-		[LOG_LEVEL_WARNING] = LOG_WARNING,
-		[LOG_LEVEL_INFO] = LOG_INFO,
-		[LOG_LEVEL_DEBUG] = LOG_DEBUG,
+	    [LOG_LEVEL_ERROR] = LOG_ERR,
+	    [LOG_LEVEL_WARNING] = LOG_WARNING,
+	    [LOG_LEVEL_INFO] = LOG_INFO,
+	    [LOG_LEVEL_DEBUG] = LOG_DEBUG,
 	};
 	char line[2048];
 	va_list ap;

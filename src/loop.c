@@ -51,7 +51,7 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 int loop_run(struct config *cfg, const struct loop_options *opts)
 {
 	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-	struct loop_state st = { .opts = opts };
+	struct loop_state st = {.opts = opts};
 	ev_signal hup, term, intr;
 
 	if (loop == NULL) {

@@ -18,7 +18,6 @@
 #include "loop.h"
 #include "oneshot.h"
 
-
 static int ready_fd = -1; /* the waiting parent's pipe, while detaching */
 
 /* The daemon is up: let the parent that waits for us exit 0. */
@@ -148,9 +147,9 @@ int main(int argc, char **argv)
 			log_warning("cannot write pidfile path=%s error=\"%s\"", pidfile, strerror(errno));
 		srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 		struct loop_options lo = {
-			.config_path = strcmp(cfg->path, "(built-in defaults)") == 0 ? NULL : o.config_path,
-			.conninfo_override = o.conninfo,
-			.on_ready = report_ready,
+		    .config_path = strcmp(cfg->path, "(built-in defaults)") == 0 ? NULL : o.config_path,
+		    .conninfo_override = o.conninfo,
+		    .on_ready = report_ready,
 		};
 		code = loop_run(cfg, &lo); /* takes cfg */
 		cfg = NULL;

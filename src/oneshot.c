@@ -18,8 +18,8 @@ static PGconn *connect_blocking(const struct config *cfg)
 {
 	char timeout[16], setup[64];
 	snprintf(timeout, sizeof(timeout), "%d", (cfg->connect_timeout_ms + 999) / 1000);
-	const char *keywords[] = { "fallback_application_name", "connect_timeout", "dbname", NULL };
-	const char *values[] = { "rollupd tool", timeout, cfg->conninfo, NULL };
+	const char *keywords[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
+	const char *values[] = {"rollupd tool", timeout, cfg->conninfo, NULL};
 
 	PGconn *pg = PQconnectdbParams(keywords, values, 1);
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
@@ -43,7 +43,7 @@ static int load_catalog(PGconn *pg, const struct config *cfg, struct catalog *ca
 	PGresult *res = PQexec(pg, CATALOG_QUERY);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "rollupd: cannot read the rollup catalog (is a rollup installed?): %s",
-			PQresultErrorMessage(res));
+		        PQresultErrorMessage(res));
 		PQclear(res);
 		return -1;
 	}
@@ -116,24 +116,24 @@ static int walk(const struct config *cfg, const char *name, bool verify)
 	snprintf(chunk, sizeof(chunk), "%d", cfg->reconcile_chunk_keys);
 
 	for (;;) {
-		const char *params[2] = { after, chunk };
-		PGresult *res = PQexecParams(pg, verify ? r->verify_sql : r->reconcile_sql, 2, NULL, params, NULL,
-					     NULL, 0);
+		const char *params[2] = {after, chunk};
+		PGresult *res =
+		    PQexecParams(pg, verify ? r->verify_sql : r->reconcile_sql, 2, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 			fprintf(stderr, "rollupd: %s failed rollup=%s after=%s: %s", verify ? "verify" : "reconcile",
-				name, after ? after : "(start)",
-				PQresultStatus(res) == PGRES_TUPLES_OK ? "expected one row\n" : PQresultErrorMessage(res));
+			        name, after ? after : "(start)",
+			        PQresultStatus(res) == PGRES_TUPLES_OK ? "expected one row\n"
+			                                               : PQresultErrorMessage(res));
 			PQclear(res);
 			rc = EX_SOFTWARE;
 			break;
 		}
 		chunks++;
 		total += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-		if (verify && !PQgetisnull(res, 0, 2) && PQgetvalue(res, 0, 2)[0] != '\0' &&
-		    strlen(first_keys) < 200) {
+		if (verify && !PQgetisnull(res, 0, 2) && PQgetvalue(res, 0, 2)[0] != '\0' && strlen(first_keys) < 200) {
 			size_t used = strlen(first_keys);
 			snprintf(first_keys + used, sizeof(first_keys) - used, "%s%s", used ? "," : "",
-				 PQgetvalue(res, 0, 2));
+			         PQgetvalue(res, 0, 2));
 		}
 		free(after);
 		after = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));

@@ -44,9 +44,8 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static const char *const state_names[] = {
-	[PGCONN_DOWN] = "down", [PGCONN_BACKOFF] = "backoff", [PGCONN_CONNECTING] = "connecting",
-	[PGCONN_SETUP] = "setup", [PGCONN_IDLE] = "idle", [PGCONN_BUSY] = "busy",
-	[PGCONN_BROKEN] = "broken",
+    [PGCONN_DOWN] = "down", [PGCONN_BACKOFF] = "backoff", [PGCONN_CONNECTING] = "connecting", [PGCONN_SETUP] = "setup",
+    [PGCONN_IDLE] = "idle", [PGCONN_BUSY] = "busy",       [PGCONN_BROKEN] = "broken",
 };
 
 const char *pgconn_state_name(enum pgconn_state state)
@@ -67,7 +66,7 @@ static void first_line(char *dst, size_t dstlen, const char *msg)
 }
 
 struct pgconn *pgconn_new(struct ev_loop *loop, const char *name, const struct pgconn_settings *settings,
-			  const struct pgconn_handler *handler)
+                          const struct pgconn_handler *handler)
 {
 	struct pgconn *c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -117,7 +116,7 @@ void pgconn_free(struct pgconn *c)
 	if (c->depth > 0) {
 		/* Called from one of this connection's callbacks: finish unwinding first. */
 		c->free_pending = true;
-		c->handler = (struct pgconn_handler){ 0 };
+		c->handler = (struct pgconn_handler){0};
 		c->cb = NULL;
 		return;
 	}
@@ -190,7 +189,7 @@ static void teardown(struct pgconn *c, const char *reason, enum pgconn_state nex
 		uint32_t delay = backoff_next_ms(&c->backoff, (uint32_t)random());
 		start_timer(c, delay / 1000.0);
 		log_warning("connection down conn=%s error=\"%s\" retry_in_ms=%u attempt=%u", c->name, reason, delay,
-			    c->backoff.attempts);
+		            c->backoff.attempts);
 	}
 
 	if (cb)
@@ -220,10 +219,15 @@ static void log_notice(void *arg, const char *message)
 
 static void connect_now(struct pgconn *c)
 {
-	const char *keywords[] = { "fallback_application_name", "keepalives", "keepalives_idle",
-				   "keepalives_interval", "keepalives_count", "dbname", NULL };
+	const char *keywords[] = {"fallback_application_name",
+	                          "keepalives",
+	                          "keepalives_idle",
+	                          "keepalives_interval",
+	                          "keepalives_count",
+	                          "dbname",
+	                          NULL};
 	/* Defaults come before dbname, so the expanded conninfo overrides them. */
-	const char *values[] = { c->application_name, "1", "30", "10", "3", c->conninfo, NULL };
+	const char *values[] = {c->application_name, "1", "30", "10", "3", c->conninfo, NULL};
 
 	c->pg = PQconnectStartParams(keywords, values, 1);
 	if (c->pg == NULL) {
@@ -496,12 +500,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params, pgconn_result_fn cb,
-		 void *cb_arg)
+                 void *cb_arg)
 {
 	if (c->state != PGCONN_IDLE)
 		return -1;
 	int sent = nparams == 0 && params == NULL ? PQsendQuery(c->pg, sql)
-						   : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+	                                          : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
 	if (!sent || flush_and_watch(c) != 0) {
 		/* Tear down on the next loop turn, not inside the caller's stack. */
 		first_line(c->broken_reason, sizeof(c->broken_reason), PQerrorMessage(c->pg));

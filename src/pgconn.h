@@ -56,7 +56,7 @@ typedef void (*pgconn_result_fn)(struct pgconn *c, const PGresult *res, const ch
 
 /* Copies `settings`; does not connect until pgconn_start(). Caller frees with pgconn_free(). */
 struct pgconn *pgconn_new(struct ev_loop *loop, const char *name, const struct pgconn_settings *settings,
-			  const struct pgconn_handler *handler);
+                          const struct pgconn_handler *handler);
 /* Safe to call from this connection's own callbacks: the free is deferred. */
 void pgconn_free(struct pgconn *c);
 
@@ -79,7 +79,7 @@ void pgconn_update(struct pgconn *c, const struct pgconn_settings *settings);
  * callback will not run; a broken connection tears itself down shortly).
  */
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params, pgconn_result_fn cb,
-		 void *cb_arg);
+                 void *cb_arg);
 
 /* Ask the server to cancel the statement in flight (blocks for a round trip). */
 void pgconn_cancel(struct pgconn *c);

@@ -40,7 +40,7 @@ static struct pool_worker *worker_new(struct pool *p)
 {
 	struct pool_worker *w = calloc(1, sizeof(*w));
 	char name[32];
-	struct pgconn_handler h = { .on_up = worker_on_up, .on_down = worker_on_down, .arg = w };
+	struct pgconn_handler h = {.on_up = worker_on_up, .on_down = worker_on_down, .arg = w};
 
 	if (w == NULL)
 		return NULL;
@@ -64,7 +64,7 @@ static void worker_free(struct pool_worker *w)
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pgconn_settings *settings, size_t size,
-		      const struct pool_handler *handler)
+                      const struct pool_handler *handler)
 {
 	struct pool *p = calloc(1, sizeof(*p));
 	if (p == NULL)
@@ -103,7 +103,7 @@ void pool_stop(struct pool *p)
 static void remove_at(struct pool *p, size_t i)
 {
 	struct pool_worker *w = p->workers[i];
-	memmove(&p->workers[i], &p->workers[i + 1], (p->n - i - 1) * sizeof(*p->workers));
+	memmove(&p->workers[i], &p->workers[i + 1], (p->n - i - 1) * sizeof(struct pool_worker *));
 	p->n--;
 	worker_free(w);
 }
@@ -116,7 +116,7 @@ void pool_resize(struct pool *p, size_t size)
 			active++;
 
 	while (active < size) {
-		struct pool_worker **grown = realloc(p->workers, (p->n + 1) * sizeof(*grown));
+		struct pool_worker **grown = realloc(p->workers, (p->n + 1) * sizeof(struct pool_worker *));
 		struct pool_worker *w = grown ? worker_new(p) : NULL;
 		if (grown)
 			p->workers = grown;

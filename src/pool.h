@@ -31,7 +31,7 @@ struct pool_handler {
 };
 
 struct pool *pool_new(struct ev_loop *loop, const struct pgconn_settings *settings, size_t size,
-		      const struct pool_handler *handler);
+                      const struct pool_handler *handler);
 void pool_free(struct pool *p);
 
 void pool_start(struct pool *p);

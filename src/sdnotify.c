@@ -39,7 +39,7 @@ int sdnotify_send(const char *state)
 		return -1;
 	}
 	ssize_t n = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&addr,
-			   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
 	int saved = errno;
 	close(fd);
 	if (n < 0) {

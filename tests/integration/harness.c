@@ -29,7 +29,7 @@ double now_seconds(void)
 
 void sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
@@ -45,7 +45,7 @@ const char *db_conninfo(const char *db)
 {
 	static char buf[600];
 	snprintf(buf, sizeof(buf), "host=%s port=%s user=%s dbname=%s", env("PGHOST"), env("PGPORT"), env("PGUSER"),
-		 db);
+	         db);
 	return buf;
 }
 
@@ -64,7 +64,7 @@ static void vexec(PGconn *c, const char *fmt, va_list ap)
 	vsnprintf(sql, sizeof(sql), fmt, ap);
 	PGresult *r = PQexec(c, sql);
 	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
-		      PQresultErrorMessage(r));
+	              PQresultErrorMessage(r));
 	PQclear(r);
 }
 
@@ -145,12 +145,13 @@ void daemon_configure(struct daemon *d, const char *db, const char *extra)
 	snprintf(d->log, sizeof(d->log), "%s/%s.log", dir, db);
 	if (!strstr(extra, "database"))
 		off += (size_t)snprintf(sections + off, sizeof(sections) - off,
-					"database = { conninfo = \"%s\"; pool_size = 2; connect_timeout_ms = 2000;\n"
-					"  reconnect_min_ms = 50; reconnect_max_ms = 400; connect_retries = 0; };\n",
-					db_conninfo(db));
+		                        "database = { conninfo = \"%s\"; pool_size = 2; connect_timeout_ms = 2000;\n"
+		                        "  reconnect_min_ms = 50; reconnect_max_ms = 400; connect_retries = 0; };\n",
+		                        db_conninfo(db));
 	if (!strstr(extra, "batch"))
-		off += (size_t)snprintf(sections + off, sizeof(sections) - off,
-					"batch = { max_keys = 500; window_ms = 5; retry_min_ms = 50; retry_max_ms = 400; };\n");
+		off += (size_t)snprintf(
+		    sections + off, sizeof(sections) - off,
+		    "batch = { max_keys = 500; window_ms = 5; retry_min_ms = 50; retry_max_ms = 400; };\n");
 	if (!strstr(extra, "reconcile"))
 		off += (size_t)snprintf(sections + off, sizeof(sections) - off, "reconcile = { chunk_keys = 100; };\n");
 	if (!strstr(extra, "log"))
@@ -287,14 +288,14 @@ int run_rollupd(char *out, size_t outlen, const char *args)
 
 /* The definition again, written another way: wallets through IN (a set), per user. */
 static const char ORACLE_MISMATCHES[] =
-	"SELECT count(*) FROM ("
-	"  SELECT ids.uid, (SELECT coalesce(sum(b.balance), 0) FROM eth_wallet_balances b WHERE b.wallet IN ("
-	"      SELECT lower(u.wallet) FROM users u WHERE u.user_id = ids.uid AND u.is_current"
-	"      UNION SELECT lower(a.wallet) FROM associated_wallets a WHERE a.user_id = ids.uid"
-	"        AND a.chain = 'eth' AND a.is_current AND NOT a.is_delete)) AS expected"
-	"  FROM (SELECT user_id AS uid FROM users WHERE is_current UNION SELECT user_id FROM eth_user_balances) ids"
-	") x LEFT JOIN eth_user_balances d ON d.user_id = x.uid"
-	" WHERE coalesce(d.balance, 0) <> x.expected";
+    "SELECT count(*) FROM ("
+    "  SELECT ids.uid, (SELECT coalesce(sum(b.balance), 0) FROM eth_wallet_balances b WHERE b.wallet IN ("
+    "      SELECT lower(u.wallet) FROM users u WHERE u.user_id = ids.uid AND u.is_current"
+    "      UNION SELECT lower(a.wallet) FROM associated_wallets a WHERE a.user_id = ids.uid"
+    "        AND a.chain = 'eth' AND a.is_current AND NOT a.is_delete)) AS expected"
+    "  FROM (SELECT user_id AS uid FROM users WHERE is_current UNION SELECT user_id FROM eth_user_balances) ids"
+    ") x LEFT JOIN eth_user_balances d ON d.user_id = x.uid"
+    " WHERE coalesce(d.balance, 0) <> x.expected";
 
 void assert_balances_verified(const char *db)
 {
@@ -309,8 +310,8 @@ void assert_balances_verified(const char *db)
 	free(oracle);
 	/* Derived rows exist for exactly the users with a current row. */
 	char *missing = db_value(c, "SELECT count(*) FROM (SELECT DISTINCT user_id FROM users WHERE is_current) u"
-				    " FULL JOIN eth_user_balances d USING (user_id)"
-				    " WHERE u.user_id IS NULL OR d.user_id IS NULL");
+	                            " FULL JOIN eth_user_balances d USING (user_id)"
+	                            " WHERE u.user_id IS NULL OR d.user_id IS NULL");
 	ck_assert_str_eq(missing, "0");
 	free(missing);
 	PQfinish(c);

@@ -17,10 +17,10 @@ static void seed_and_start(void)
 	db_create(db, sizeof(db));
 	conn = db_open(db);
 	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet, handle) VALUES"
-		      " (1, 'a', true, '0xAAA1', 'alice'), (2, 'b', true, '0xbbb2', 'bob'),"
-		      " (3, 'c', true, '0xccc3', 'carol'), (4, 'd', true, NULL, 'dave')");
+	              " (1, 'a', true, '0xAAA1', 'alice'), (2, 'b', true, '0xbbb2', 'bob'),"
+	              " (3, 'c', true, '0xccc3', 'carol'), (4, 'd', true, NULL, 'dave')");
 	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES"
-		      " ('0xaaa1', 100), ('0xbbb2', 200), ('0xccc3', 300), ('0xddd4', 4000), ('0xeee5', 50000)");
+	              " ('0xaaa1', 100), ('0xbbb2', 200), ('0xccc3', 300), ('0xddd4', 4000), ('0xeee5', 50000)");
 	daemon_start(&d, db, NULL);
 }
 
@@ -39,7 +39,7 @@ static void expect_balance(int user_id, const char *balance)
 	if (!db_wait_value(conn, balance, 10.0, sql)) {
 		char *got = db_value(conn, "%s", sql);
 		ck_abort_msg("user %d: balance %s, expected %s (log %s)", user_id, got ? got : "(no row)",
-			     balance ? balance : "(no row)", d.log);
+		             balance ? balance : "(no row)", d.log);
 	}
 }
 
@@ -57,7 +57,7 @@ START_TEST(test_link_unlink_relink_changes_total)
 {
 	seed_and_start();
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " VALUES (1, '0xddd4', 'eth', true, false)");
+	              " VALUES (1, '0xddd4', 'eth', true, false)");
 	expect_balance(1, "4100");
 	db_exec(conn, "UPDATE associated_wallets SET is_delete = true WHERE user_id = 1 AND wallet = '0xddd4'");
 	expect_balance(1, "100");
@@ -71,7 +71,7 @@ START_TEST(test_unlink_last_wallet_drives_balance_to_zero)
 {
 	seed_and_start();
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " VALUES (4, '0xeee5', 'eth', true, false)");
+	              " VALUES (4, '0xeee5', 'eth', true, false)");
 	expect_balance(4, "50000");
 	db_exec(conn, "UPDATE associated_wallets SET is_delete = true WHERE user_id = 4");
 	expect_balance(4, "0");
@@ -84,8 +84,9 @@ START_TEST(test_users_wallet_change_is_picked_up)
 	seed_and_start();
 	expect_balance(2, "200");
 	/* Audius writes a new current row and retires the old one. */
-	db_exec(conn, "BEGIN; UPDATE users SET is_current = false WHERE user_id = 2;"
-		      " INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (2, 'b2', true, '0xCCC3'); COMMIT");
+	db_exec(conn,
+	        "BEGIN; UPDATE users SET is_current = false WHERE user_id = 2;"
+	        " INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (2, 'b2', true, '0xCCC3'); COMMIT");
 	expect_balance(2, "300");
 	db_exec(conn, "UPDATE users SET wallet = '0xddd4' WHERE user_id = 2 AND is_current");
 	expect_balance(2, "4000");
@@ -97,7 +98,7 @@ START_TEST(test_one_wallet_backing_two_users_counts_for_both)
 {
 	seed_and_start();
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " VALUES (2, '0xddd4', 'eth', true, false), (3, '0xddd4', 'eth', true, false)");
+	              " VALUES (2, '0xddd4', 'eth', true, false), (3, '0xddd4', 'eth', true, false)");
 	expect_balance(2, "4200");
 	expect_balance(3, "4300");
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 5000 WHERE wallet = '0xddd4'");
@@ -124,7 +125,7 @@ START_TEST(test_mixed_case_wallet_is_counted_once)
 	seed_and_start();
 	expect_balance(1, "100"); /* users.wallet '0xAAA1' matches balance row '0xaaa1' */
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " VALUES (1, '0xaaa1', 'eth', true, false), (1, '0xddd4', 'eth', true, false)");
+	              " VALUES (1, '0xaaa1', 'eth', true, false), (1, '0xddd4', 'eth', true, false)");
 	expect_balance(1, "4100"); /* 0xaaa1 once, plus 0xddd4 */
 	stop_and_verify();
 }
@@ -134,10 +135,10 @@ START_TEST(test_sol_and_retired_links_do_not_count)
 {
 	seed_and_start();
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " VALUES (3, '0xeee5', 'sol', true, false), (3, '0xddd4', 'eth', false, false)");
+	              " VALUES (3, '0xeee5', 'sol', true, false), (3, '0xddd4', 'eth', false, false)");
 	/* A later change on the same channel proves the earlier ones were processed. */
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " VALUES (3, '0xbbb2', 'eth', true, false)");
+	              " VALUES (3, '0xbbb2', 'eth', true, false)");
 	expect_balance(3, "500");
 	db_exec(conn, "UPDATE associated_wallets SET chain = 'eth' WHERE user_id = 3 AND wallet = '0xeee5'");
 	expect_balance(3, "50500");
@@ -161,15 +162,16 @@ START_TEST(test_bulk_statement_of_thousands_of_keys_is_fully_applied)
 	seed_and_start();
 	/* 3000 users and balances in one statement each: payloads split under 8000 bytes. */
 	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
-		      " SELECT '0xbulk' || g, g FROM generate_series(1, 3000) g");
+	              " SELECT '0xbulk' || g, g FROM generate_series(1, 3000) g");
 	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
-		      " SELECT 1000 + g, 'x', true, '0xBULK' || g FROM generate_series(1, 3000) g");
-	ck_assert(db_wait_value(conn, "3000", 20.0,
-				"SELECT count(*) FROM eth_user_balances WHERE user_id > 1000 AND balance = user_id - 1000"));
+	              " SELECT 1000 + g, 'x', true, '0xBULK' || g FROM generate_series(1, 3000) g");
+	ck_assert(
+	    db_wait_value(conn, "3000", 20.0,
+	                  "SELECT count(*) FROM eth_user_balances WHERE user_id > 1000 AND balance = user_id - 1000"));
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance * 2 WHERE wallet LIKE '0xbulk%%'");
 	ck_assert(db_wait_value(conn, "3000", 20.0,
-				"SELECT count(*) FROM eth_user_balances WHERE user_id > 1000"
-				" AND balance = 2 * (user_id - 1000)"));
+	                        "SELECT count(*) FROM eth_user_balances WHERE user_id > 1000"
+	                        " AND balance = 2 * (user_id - 1000)"));
 	stop_and_verify();
 }
 END_TEST
@@ -192,7 +194,7 @@ static char *race(const char *refresh_fn)
 	ck_assert(PQsendQuery(a, sql));
 	char wait_sql[256];
 	snprintf(wait_sql, sizeof(wait_sql), "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %d",
-		 PQbackendPID(a));
+	         PQbackendPID(a));
 	ck_assert_msg(db_wait_value(c, "Lock", 10.0, wait_sql), "refresh A never waited for the row lock");
 
 	db_exec(c, "UPDATE eth_wallet_balances SET balance = 200 WHERE wallet = '0xaaa1'");
@@ -219,9 +221,9 @@ START_TEST(test_concurrent_refreshes_never_leave_an_older_total)
 	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES ('0xaaa1', 100)");
 	/* The naive form: compute, then upsert. It must lose this race, or the test proves nothing. */
 	db_exec(conn, "CREATE FUNCTION naive_refresh(keys bigint[]) RETURNS integer LANGUAGE sql AS $$"
-		      " INSERT INTO eth_user_balances (user_id, balance)"
-		      " SELECT user_id, balance FROM rollupd.eth_user_balances_compute(keys)"
-		      " ON CONFLICT (user_id) DO UPDATE SET balance = EXCLUDED.balance RETURNING 1 $$");
+	              " INSERT INTO eth_user_balances (user_id, balance)"
+	              " SELECT user_id, balance FROM rollupd.eth_user_balances_compute(keys)"
+	              " ON CONFLICT (user_id) DO UPDATE SET balance = EXCLUDED.balance RETURNING 1 $$");
 
 	char *naive = race("naive_refresh");
 	ck_assert_str_eq(naive, "100"); /* stale: the older total overwrote the newer one */

@@ -26,11 +26,11 @@ static void seed(void)
 	db_create(db, sizeof(db));
 	conn = db_open(db);
 	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
-		      " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 200) g");
+	              " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 200) g");
 	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
-		      " SELECT '0xw' || g, g * 10 FROM generate_series(1, 400) g");
+	              " SELECT '0xw' || g, g * 10 FROM generate_series(1, 400) g");
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
-		      " SELECT g, '0xw' || (200 + g), 'eth', true, false FROM generate_series(10, 200, 10) g");
+	              " SELECT g, '0xw' || (200 + g), 'eth', true, false FROM generate_series(10, 200, 10) g");
 }
 
 static const char *balance_sql(int user_id)
@@ -58,11 +58,12 @@ START_TEST(test_listener_terminated_reconnects_and_catches_up)
 	/* A slow reconnect leaves a window in which notifications are lost for sure. */
 	char extra[1024];
 	snprintf(extra, sizeof(extra),
-		 "database = { conninfo = \"%s\"; reconnect_min_ms = 1500; reconnect_max_ms = 3000; };", db_conninfo(db));
+	         "database = { conninfo = \"%s\"; reconnect_min_ms = 1500; reconnect_max_ms = 3000; };",
+	         db_conninfo(db));
 	daemon_start(&d, db, extra);
 
 	char *pid = db_value(conn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'rollupd listener'"
-				   " AND datname = current_database()");
+	                           " AND datname = current_database()");
 	ck_assert_ptr_nonnull(pid);
 	db_exec(conn, "SELECT pg_terminate_backend(%s)", pid);
 	free(pid);
@@ -161,7 +162,8 @@ START_TEST(test_malformed_payloads_are_logged_and_skipped)
 	db_exec(conn, "SELECT pg_notify('eth_user_balances_wallet', 'bad\x01key,0xW12')");
 	ck_assert(db_wait_value(conn, "110", 5.0, balance_sql(11)));
 	ck_assert(db_wait_value(conn, "120", 5.0, balance_sql(12)));
-	ck_assert(daemon_wait_log(&d, "malformed key skipped channel=eth_user_balances_user key=\"abc\" reason=\"not an integer\"", 1, 1.0));
+	ck_assert(daemon_wait_log(
+	    &d, "malformed key skipped channel=eth_user_balances_user key=\"abc\" reason=\"not an integer\"", 1, 1.0));
 	ck_assert_int_eq(daemon_log_count(&d, "reason=\"out of bigint range\""), 1);
 	/* Past three bad keys in one payload, a count stands for the rest. */
 	ck_assert_int_eq(daemon_log_count(&d, "malformed keys skipped channel=eth_user_balances_user count=4"), 1);
@@ -193,9 +195,9 @@ START_TEST(test_unavailable_database_at_start_exits_69)
 	db_create(db, sizeof(db));
 	char extra[700];
 	snprintf(extra, sizeof(extra),
-		 "database = { conninfo = \"host=%s port=1 user=postgres dbname=x\"; connect_retries = 3;"
-		 " reconnect_min_ms = 10; reconnect_max_ms = 50; };",
-		 getenv("PGHOST"));
+	         "database = { conninfo = \"host=%s port=1 user=postgres dbname=x\"; connect_retries = 3;"
+	         " reconnect_min_ms = 10; reconnect_max_ms = 50; };",
+	         getenv("PGHOST"));
 	daemon_configure(&d, db, extra);
 	daemon_spawn(&d, NULL);
 	ck_assert_int_eq(daemon_wait_exit(&d, 10.0), 69);
@@ -231,14 +233,14 @@ START_TEST(test_systemd_hears_ready_and_stopping)
 	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)], env_var[160];
 	snprintf(sock_path, sizeof(sock_path), "%s/notify-%d.sock", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
 	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
 	snprintf(env_var, sizeof(env_var), "NOTIFY_SOCKET=%s", sock_path);
-	char *envs[] = { env_var, NULL };
+	char *envs[] = {env_var, NULL};
 	daemon_configure(&d, db, NULL);
 	daemon_spawn(&d, envs);
 
@@ -276,8 +278,8 @@ START_TEST(test_list_and_one_shot_reconcile)
 	snprintf(args, sizeof(args), "-d '%s' --list", db_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert_msg(strstr(out, "eth_user_balances") && strstr(out, "eth_user_balances_user(bigint)") &&
-			      strstr(out, "eth_user_balances_wallet(text)"),
-		      "%s", out);
+	                  strstr(out, "eth_user_balances_wallet(text)"),
+	              "%s", out);
 
 	snprintf(args, sizeof(args), "-d '%s' --verify eth_user_balances", db_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 1);

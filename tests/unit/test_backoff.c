@@ -8,7 +8,7 @@ START_TEST(test_delay_doubles_until_the_cap)
 	struct backoff b;
 	backoff_init(&b, 100, 1000);
 	/* With the largest random draw the delay is the ceiling itself. */
-	uint32_t expected[] = { 100, 200, 400, 800, 1000, 1000 };
+	uint32_t expected[] = {100, 200, 400, 800, 1000, 1000};
 	for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
 		uint32_t half = (expected[i] / 2);
 		ck_assert_uint_eq(backoff_next_ms(&b, half), expected[i]);

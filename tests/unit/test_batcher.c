@@ -19,13 +19,13 @@ static void on_due(void *arg)
 static void setup(void)
 {
 	loop = ev_loop_new(EVFLAG_AUTO);
-	struct batch_policy policy = { .max_keys = 3, .window_s = 0.050, .retry_min_ms = 100, .retry_max_ms = 1000 };
+	struct batch_policy policy = {.max_keys = 3, .window_s = 0.050, .retry_min_ms = 100, .retry_max_ms = 1000};
 	b = batcher_new(loop, &policy, on_due, NULL);
-	channels[0] = (struct catalog_channel){ .name = "users", .rollup = "r", .key_type = KEY_BIGINT,
-						.refresh_sql = "SELECT f($1::bigint[])" };
-	channels[1] = (struct catalog_channel){ .name = "wallets", .rollup = "r", .key_type = KEY_TEXT,
-						.refresh_sql = "SELECT g($1::text[])" };
-	cat = (struct catalog){ .channels = channels, .n_channels = 2 };
+	channels[0] = (struct catalog_channel){
+	    .name = "users", .rollup = "r", .key_type = KEY_BIGINT, .refresh_sql = "SELECT f($1::bigint[])"};
+	channels[1] = (struct catalog_channel){
+	    .name = "wallets", .rollup = "r", .key_type = KEY_TEXT, .refresh_sql = "SELECT g($1::text[])"};
+	cat = (struct catalog){.channels = channels, .n_channels = 2};
 	batcher_set_channels(b, &cat);
 }
 
@@ -145,7 +145,7 @@ START_TEST(test_reload_keeps_pending_keys_of_kept_channels)
 {
 	add("users", "1");
 	add("wallets", "w");
-	struct catalog only_users = { .channels = channels, .n_channels = 1 };
+	struct catalog only_users = {.channels = channels, .n_channels = 1};
 	ck_assert_uint_eq(batcher_set_channels(b, &only_users), 1);
 	ck_assert_ptr_null(batcher_find(b, "wallets"));
 	ck_assert_uint_eq(keyset_count(batcher_find(b, "users")->pending), 1);
@@ -154,7 +154,7 @@ END_TEST
 
 START_TEST(test_text_keys_are_quoted_in_the_array_literal)
 {
-	char *keys[] = { "a\"b", "c\\d", "e,f" };
+	char *keys[] = {"a\"b", "c\\d", "e,f"};
 	char *lit = sql_array_literal(keys, 3, KEY_TEXT);
 	ck_assert_str_eq(lit, "{\"a\\\"b\",\"c\\\\d\",\"e,f\"}");
 	free(lit);

@@ -39,8 +39,8 @@ END_TEST
 /* A scripted catalog result, as libpq would return it. */
 static PGresult *catalog_result(const char *rows[][7], int n)
 {
-	static const char *names[] = { "name", "key_type", "reconcile_fn", "verify_fn", "channel", "key_type",
-				       "refresh_fn" };
+	static const char *names[] = {"name",    "key_type", "reconcile_fn", "verify_fn",
+	                              "channel", "key_type", "refresh_fn"};
 	PGresAttDesc attrs[7];
 	memset(attrs, 0, sizeof(attrs));
 	for (int i = 0; i < 7; i++) {
@@ -60,13 +60,15 @@ static PGresult *catalog_result(const char *rows[][7], int n)
 START_TEST(test_catalog_builds_quoted_calls_and_skips_invalid_rollups)
 {
 	const char *rows[][7] = {
-		{ "bad", "bigint", "x; drop", "v", "bad_ch", "bigint", "f" },
-		{ "eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_user", "bigint", "rollupd.eub_refresh" },
-		{ "eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_wallet", "text", "rollupd.eub_wallets" },
-		{ "lonely", "text", "r", "v", NULL, NULL, NULL },
+	    {"bad", "bigint", "x; drop", "v", "bad_ch", "bigint", "f"},
+	    {"eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_user", "bigint",
+	     "rollupd.eub_refresh"},
+	    {"eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_wallet", "text",
+	     "rollupd.eub_wallets"},
+	    {"lonely", "text", "r", "v", NULL, NULL, NULL},
 	};
 	PGresult *res = catalog_result(rows, 4);
-	struct config cfg = { 0 };
+	struct config cfg = {0};
 	struct catalog cat;
 
 	ck_assert_int_eq(catalog_from_result(res, &cfg, &cat), 0);
@@ -74,11 +76,12 @@ START_TEST(test_catalog_builds_quoted_calls_and_skips_invalid_rollups)
 	ck_assert_ptr_null(catalog_find_rollup(&cat, "bad"));
 	ck_assert_ptr_null(catalog_find_channel(&cat, "bad_ch"));
 	const struct catalog_rollup *r = catalog_find_rollup(&cat, "eub");
-	ck_assert_str_eq(r->reconcile_sql, "SELECT r.last_key::text, r.fixed FROM \"rollupd\".\"eub_reconcile\"($1::bigint, "
-					   "$2::integer) AS r(last_key, fixed)");
+	ck_assert_str_eq(r->reconcile_sql,
+	                 "SELECT r.last_key::text, r.fixed FROM \"rollupd\".\"eub_reconcile\"($1::bigint, "
+	                 "$2::integer) AS r(last_key, fixed)");
 	ck_assert_uint_eq(cat.n_channels, 2);
 	ck_assert_str_eq(catalog_find_channel(&cat, "eub_wallet")->refresh_sql,
-			 "SELECT \"rollupd\".\"eub_wallets\"($1::text[])");
+	                 "SELECT \"rollupd\".\"eub_wallets\"($1::text[])");
 
 	char *listen = catalog_listen_sql(&cat);
 	ck_assert_str_eq(listen, "UNLISTEN *; LISTEN \"eub_user\"; LISTEN \"eub_wallet\";");
@@ -91,12 +94,12 @@ END_TEST
 START_TEST(test_config_rollup_list_filters_the_catalog)
 {
 	const char *rows[][7] = {
-		{ "a", "bigint", "ra", "va", "a_ch", "bigint", "fa" },
-		{ "b", "bigint", "rb", "vb", "b_ch", "bigint", "fb" },
+	    {"a", "bigint", "ra", "va", "a_ch", "bigint", "fa"},
+	    {"b", "bigint", "rb", "vb", "b_ch", "bigint", "fb"},
 	};
 	PGresult *res = catalog_result(rows, 2);
-	char *wanted[] = { "b", "missing" };
-	struct config cfg = { .rollups = wanted, .n_rollups = 2 };
+	char *wanted[] = {"b", "missing"};
+	struct config cfg = {.rollups = wanted, .n_rollups = 2};
 	struct catalog cat;
 
 	ck_assert_int_eq(catalog_from_result(res, &cfg, &cat), 0);

@@ -14,7 +14,7 @@ START_TEST(test_default_is_the_daemon_with_the_default_config)
 {
 	struct cli_options o;
 	char err[128];
-	char *argv[] = { "rollupd", NULL };
+	char *argv[] = {"rollupd", NULL};
 	ck_assert_int_eq(parse(&o, err, sizeof(err), 1, argv), 0);
 	ck_assert_int_eq(o.mode, CLI_DAEMON);
 	ck_assert_str_eq(o.config_path, CONFIG_DEFAULT_PATH);
@@ -26,7 +26,7 @@ START_TEST(test_options_are_read)
 {
 	struct cli_options o;
 	char err[128];
-	char *argv[] = { "rollupd", "-f", "-c", "/x.conf", "-d", "dbname=y", "--verify", "eub", NULL };
+	char *argv[] = {"rollupd", "-f", "-c", "/x.conf", "-d", "dbname=y", "--verify", "eub", NULL};
 	ck_assert_int_eq(parse(&o, err, sizeof(err), 8, argv), 0);
 	ck_assert_int_eq(o.mode, CLI_VERIFY);
 	ck_assert_str_eq(o.rollup, "eub");
@@ -41,7 +41,7 @@ START_TEST(test_two_modes_are_a_usage_error)
 {
 	struct cli_options o;
 	char err[128];
-	char *argv[] = { "rollupd", "--list", "--reconcile", "x", NULL };
+	char *argv[] = {"rollupd", "--list", "--reconcile", "x", NULL};
 	ck_assert_int_eq(parse(&o, err, sizeof(err), 4, argv), -1);
 	ck_assert(strstr(err, "mutually exclusive") != NULL);
 }
@@ -51,13 +51,13 @@ START_TEST(test_unknown_option_and_missing_argument_are_usage_errors)
 {
 	struct cli_options o;
 	char err[128];
-	char *argv1[] = { "rollupd", "--bogus", NULL };
+	char *argv1[] = {"rollupd", "--bogus", NULL};
 	ck_assert_int_eq(parse(&o, err, sizeof(err), 2, argv1), -1);
 	ck_assert_str_eq(err, "unknown option '--bogus'");
-	char *argv2[] = { "rollupd", "-c", NULL };
+	char *argv2[] = {"rollupd", "-c", NULL};
 	ck_assert_int_eq(parse(&o, err, sizeof(err), 2, argv2), -1);
 	ck_assert_str_eq(err, "option '-c' needs an argument");
-	char *argv3[] = { "rollupd", "stray", NULL };
+	char *argv3[] = {"rollupd", "stray", NULL};
 	ck_assert_int_eq(parse(&o, err, sizeof(err), 2, argv3), -1);
 	ck_assert_str_eq(err, "unexpected argument 'stray'");
 }

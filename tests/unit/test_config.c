@@ -65,15 +65,15 @@ START_TEST(test_full_file_sets_every_key)
 	struct config cfg;
 	char err[512];
 	const char *p = write_conf("database = {\n"
-				   "  conninfo = \"host=/tmp dbname=y\";\n"
-				   "  pool_size = 4; connect_timeout_ms = 2000; statement_timeout_ms = 0;\n"
-				   "  connect_retries = 0; reconnect_min_ms = 50; reconnect_max_ms = 500;\n"
-				   "};\n"
-				   "batch = { max_keys = 10; window_ms = 0; retry_min_ms = 5; retry_max_ms = 10; };\n"
-				   "reconcile = { chunk_keys = 7; on_connect = false; interval_s = 3600; };\n"
-				   "rollups = [ \"eth_user_balances\" ];\n"
-				   "log = { level = \"debug\"; };\n"
-				   "daemon = { shutdown_timeout_ms = 1500; pidfile = \"/run/rollupd.pid\"; };\n");
+	                           "  conninfo = \"host=/tmp dbname=y\";\n"
+	                           "  pool_size = 4; connect_timeout_ms = 2000; statement_timeout_ms = 0;\n"
+	                           "  connect_retries = 0; reconnect_min_ms = 50; reconnect_max_ms = 500;\n"
+	                           "};\n"
+	                           "batch = { max_keys = 10; window_ms = 0; retry_min_ms = 5; retry_max_ms = 10; };\n"
+	                           "reconcile = { chunk_keys = 7; on_connect = false; interval_s = 3600; };\n"
+	                           "rollups = [ \"eth_user_balances\" ];\n"
+	                           "log = { level = \"debug\"; };\n"
+	                           "daemon = { shutdown_timeout_ms = 1500; pidfile = \"/run/rollupd.pid\"; };\n");
 	ck_assert_msg(config_load(p, NULL, &cfg, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(cfg.pool_size, 4);
 	ck_assert_int_eq(cfg.statement_timeout_ms, 0);
@@ -110,41 +110,43 @@ END_TEST
 
 START_TEST(test_unknown_key_in_section_names_its_line)
 {
-	expect_error("database = {\n  conninfo = \"x\";\n  pool_sise = 3;\n};\n", 3, "unknown setting 'database.pool_sise'");
+	expect_error("database = {\n  conninfo = \"x\";\n  pool_sise = 3;\n};\n", 3,
+	             "unknown setting 'database.pool_sise'");
 }
 END_TEST
 
 START_TEST(test_unknown_top_level_key_names_its_line)
 {
 	expect_error("database = { conninfo = \"x\"; };\n\nbatches = { max_keys = 3; };\n", 3,
-		     "unknown setting 'batches'");
+	             "unknown setting 'batches'");
 }
 END_TEST
 
 START_TEST(test_wrong_type_names_its_line)
 {
 	expect_error("database = {\n  conninfo = \"x\";\n  pool_size = \"4\";\n};\n", 3,
-		     "database.pool_size must be an integer, not a string");
+	             "database.pool_size must be an integer, not a string");
 }
 END_TEST
 
 START_TEST(test_boolean_given_as_integer_is_rejected)
 {
 	expect_error("database = { conninfo = \"x\"; };\nreconcile = {\n on_connect = 1;\n};\n", 3,
-		     "reconcile.on_connect must be a boolean");
+	             "reconcile.on_connect must be a boolean");
 }
 END_TEST
 
 START_TEST(test_out_of_range_value_names_its_line)
 {
-	expect_error("database = { conninfo = \"x\";\n pool_size = 0; };\n", 2, "database.pool_size = 0 is out of range");
+	expect_error("database = { conninfo = \"x\";\n pool_size = 0; };\n", 2,
+	             "database.pool_size = 0 is out of range");
 }
 END_TEST
 
 START_TEST(test_unknown_log_level_is_rejected)
 {
 	expect_error("database = { conninfo = \"x\"; };\nlog = { level = \"verbose\"; };\n", 2,
-		     "is not one of error, warning, info, debug");
+	             "is not one of error, warning, info, debug");
 }
 END_TEST
 
@@ -157,7 +159,7 @@ END_TEST
 START_TEST(test_rollups_must_be_a_list_of_names)
 {
 	expect_error("database = { conninfo = \"x\"; };\nrollups = \"eth_user_balances\";\n", 2,
-		     "'rollups' must be an array");
+	             "'rollups' must be an array");
 }
 END_TEST
 
@@ -170,7 +172,7 @@ END_TEST
 START_TEST(test_inverted_backoff_bounds_are_rejected)
 {
 	expect_error("database = { conninfo = \"x\"; reconnect_min_ms = 500; reconnect_max_ms = 100; };\n", 0,
-		     "database.reconnect_max_ms (100) is below database.reconnect_min_ms (500)");
+	             "database.reconnect_max_ms (100) is below database.reconnect_min_ms (500)");
 }
 END_TEST
 

@@ -33,7 +33,7 @@ static void collect_bad(const char *token, size_t len, const char *reason, void 
 static struct collected *parse(const char *payload, enum key_type type, int *malformed)
 {
 	struct collected *c = calloc(1, sizeof(*c));
-	struct payload_handler h = { .on_key = collect_key, .on_malformed = collect_bad, .arg = c };
+	struct payload_handler h = {.on_key = collect_key, .on_malformed = collect_bad, .arg = c};
 	*malformed = payload_parse(payload, type, &h);
 	return c;
 }
@@ -82,8 +82,8 @@ START_TEST(test_bigint_range_is_enforced)
 {
 	int bad;
 	struct collected *c = parse("9223372036854775807,-9223372036854775808,9223372036854775808,"
-				    "-9223372036854775809,99999999999999999999999",
-				    KEY_BIGINT, &bad);
+	                            "-9223372036854775809,99999999999999999999999",
+	                            KEY_BIGINT, &bad);
 	ck_assert_int_eq(c->n, 2);
 	ck_assert_str_eq(c->keys[0], "9223372036854775807");
 	ck_assert_str_eq(c->keys[1], "-9223372036854775808");
