@@ -612,7 +612,10 @@ void engine_reload(struct engine *e, struct config *cfg)
 	struct pgconn_settings settings = settings_from(cfg);
 	bool conninfo_changed = strcmp(old->conninfo, cfg->conninfo) != 0;
 
-	sdnotify_send("RELOADING=1");
+	/* Before the first READY=1, systemd is still waiting for the start: say nothing. */
+	bool tell_systemd = e->phase == PHASE_RUNNING;
+	if (tell_systemd)
+		sdnotify_send("RELOADING=1");
 	e->cfg = cfg;
 	log_set_level(cfg->log_level);
 	batcher_set_policy(e->batcher, &policy);
@@ -626,7 +629,8 @@ void engine_reload(struct engine *e, struct config *cfg)
 	log_info("configuration reloaded path=%s pool_size=%d max_keys=%d window_ms=%d log_level=%s%s", cfg->path,
 	         cfg->pool_size, cfg->batch_max_keys, cfg->batch_window_ms, log_level_name(cfg->log_level),
 	         conninfo_changed ? " conninfo=changed" : "");
-	sdnotify_send("READY=1");
+	if (tell_systemd)
+		sdnotify_send("READY=1");
 	report_status(e);
 	dispatch(e);
 }

@@ -3,6 +3,7 @@
  * daemon detach (unless -f) and run the loop. The only place that exits.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,10 @@ int main(int argc, char **argv)
 		code = oneshot_reconcile(cfg, o.rollup);
 		break;
 	default: {
+		/* Detaching changes directory to /: SIGHUP must still find the file. */
+		char config_abs[PATH_MAX];
+		if (!o.foreground && o.config_path && realpath(o.config_path, config_abs) != NULL)
+			o.config_path = config_abs;
 		log_open(o.foreground);
 		if (!o.foreground && detach() != 0) {
 			fprintf(stderr, "rollupd: cannot detach: %s\n", strerror(errno));

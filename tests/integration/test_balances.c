@@ -235,6 +235,7 @@ START_TEST(test_concurrent_refreshes_never_leave_an_older_total)
 	ck_assert_str_eq(locked, "200");
 	free(locked);
 	PQfinish(conn);
+	assert_balances_verified(db);
 }
 END_TEST
 

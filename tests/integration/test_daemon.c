@@ -118,14 +118,37 @@ START_TEST(test_sighup_with_broken_file_keeps_old_config)
 }
 END_TEST
 
+static const char WORKERS_SQL[] = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rollupd worker'"
+				  " AND datname = current_database()";
+static const char LISTENER_SQL[] = "SELECT pid FROM pg_stat_activity WHERE application_name = 'rollupd listener'"
+				   " AND datname = current_database()";
+
 START_TEST(test_sighup_with_valid_file_applies_it)
 {
 	seed();
 	daemon_start(&d, db, NULL);
-	daemon_configure(&d, db, "log = { level = \"info\"; };\nbatch = { max_keys = 7; window_ms = 1; };");
+	ck_assert(db_wait_value(conn, "2", 5.0, WORKERS_SQL));
+	char *listener_before = db_value(conn, "%s", LISTENER_SQL);
+
+	/* Smaller pool, other batching, quieter log, and a different conninfo. */
+	char extra[1024];
+	snprintf(extra, sizeof(extra),
+		 "database = { conninfo = \"%s connect_timeout=7\"; pool_size = 1; };\n"
+		 "log = { level = \"info\"; };\nbatch = { max_keys = 7; window_ms = 1; };",
+		 db_conninfo(db));
+	daemon_configure(&d, db, extra);
 	kill(d.pid, SIGHUP);
 	ck_assert(daemon_wait_log(&d, "configuration reloaded", 1, 5.0));
-	ck_assert(daemon_wait_log(&d, "max_keys=7 window_ms=1 log_level=info", 1, 1.0));
+	ck_assert(daemon_wait_log(&d, "pool_size=1 max_keys=7 window_ms=1 log_level=info conninfo=changed", 1, 1.0));
+	ck_assert_msg(db_wait_value(conn, "1", 5.0, WORKERS_SQL), "the pool did not shrink to one worker");
+	/* The changed conninfo reconnects the listener, which catches up again. */
+	ck_assert(daemon_wait_log(&d, "ready:", 2, 10.0));
+	char *listener_after = db_value(conn, "%s", LISTENER_SQL);
+	ck_assert_ptr_nonnull(listener_after);
+	ck_assert_str_ne(listener_before, listener_after);
+	free(listener_before);
+	free(listener_after);
+
 	int debug_lines = daemon_log_count(&d, " debug ");
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 9 WHERE wallet = '0xw4'");
 	ck_assert(db_wait_value(conn, "9", 5.0, balance_sql(4)));
@@ -202,6 +225,7 @@ START_TEST(test_unavailable_database_at_start_exits_69)
 	daemon_spawn(&d, NULL);
 	ck_assert_int_eq(daemon_wait_exit(&d, 10.0), 69);
 	ck_assert_int_eq(daemon_log_count(&d, "database unavailable at start attempts=3"), 1);
+	assert_balances_verified(db);
 }
 END_TEST
 
@@ -224,6 +248,8 @@ START_TEST(test_bad_config_exits_78_and_usage_error_exits_64)
 	fclose(f);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert(strstr(out, "is valid") != NULL);
+	db_create(db, sizeof(db));
+	assert_balances_verified(db);
 }
 END_TEST
 
