@@ -22,13 +22,15 @@ struct batcher {
 	void *arg;
 };
 
+static void rearm(struct batcher *b);
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct batcher *b = w->data;
 	(void)loop;
 	(void)revents;
 	b->on_due(b->arg);
-	batcher_rearm(b);
+	rearm(b);
 }
 
 struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *policy, void (*on_due)(void *arg),
@@ -73,7 +75,7 @@ void batcher_set_policy(struct batcher *b, const struct batch_policy *policy)
 		b->channels[i]->retry.min_ms = policy->retry_min_ms;
 		b->channels[i]->retry.max_ms = policy->retry_max_ms;
 	}
-	batcher_rearm(b);
+	rearm(b);
 }
 
 struct batch_channel *batcher_find(struct batcher *b, const char *name)
@@ -138,7 +140,7 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
 		if (channels[i] != NULL)
 			channels[b->n_channels++] = channels[i];
 	b->next = 0;
-	batcher_rearm(b);
+	rearm(b);
 	return dropped;
 }
 
@@ -152,12 +154,13 @@ int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key
 	ch->keys_received++;
 	if (was_empty && r == 1) {
 		ch->first_pending_at = ev_now(b->loop);
-		batcher_rearm(b);
+		rearm(b);
 	}
 	return 0;
 }
 
-bool batcher_channel_due(const struct batcher *b, const struct batch_channel *ch, ev_tstamp now)
+/* Is this channel's next batch due at `now`? */
+static bool channel_due(const struct batcher *b, const struct batch_channel *ch, ev_tstamp now)
 {
 	size_t n = keyset_count(ch->pending);
 
@@ -175,7 +178,7 @@ struct batch *batcher_take(struct batcher *b, ev_tstamp now)
 	for (size_t k = 0; k < b->n_channels; k++) {
 		size_t i = (b->next + k) % b->n_channels;
 		struct batch_channel *ch = b->channels[i];
-		if (!batcher_channel_due(b, ch, now))
+		if (!channel_due(b, ch, now))
 			continue;
 
 		size_t want = keyset_count(ch->pending);
@@ -199,7 +202,7 @@ struct batch *batcher_take(struct batcher *b, ev_tstamp now)
 		ch->first_pending_at = now;
 		ch->in_flight++;
 		b->next = (i + 1) % b->n_channels;
-		batcher_rearm(b);
+		rearm(b);
 		return batch;
 	}
 	return NULL;
@@ -248,14 +251,14 @@ uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long 
 		ch->retry_at = ev_now(b->loop) + delay / 1000.0;
 	}
 	batch_free(batch);
-	batcher_rearm(b);
+	rearm(b);
 	return delay;
 }
 
 void batcher_set_draining(struct batcher *b, bool draining)
 {
 	b->draining = draining;
-	batcher_rearm(b);
+	rearm(b);
 }
 
 size_t batcher_pending(const struct batcher *b)
@@ -266,20 +269,7 @@ size_t batcher_pending(const struct batcher *b)
 	return n;
 }
 
-unsigned batcher_in_flight(const struct batcher *b)
-{
-	unsigned n = 0;
-	for (size_t i = 0; i < b->n_channels; i++)
-		n += b->channels[i]->in_flight;
-	return n;
-}
-
-size_t batcher_channel_count(const struct batcher *b)
-{
-	return b->n_channels;
-}
-
-struct batch_channel *batcher_channel(struct batcher *b, size_t i)
+const struct batch_channel *batcher_channel(const struct batcher *b, size_t i)
 {
 	return i < b->n_channels ? b->channels[i] : NULL;
 }
@@ -289,7 +279,7 @@ struct batch_channel *batcher_channel(struct batcher *b, size_t i)
  * engine's next dispatch (keys arrived, or a worker became idle), and a timer
  * for a past deadline would spin while every worker is busy.
  */
-void batcher_rearm(struct batcher *b)
+static void rearm(struct batcher *b)
 {
 	ev_tstamp now = ev_now(b->loop);
 	ev_tstamp deadline = 0;

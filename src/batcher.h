@@ -70,9 +70,6 @@ struct batch_channel *batcher_find(struct batcher *b, const char *name);
 /* Add one canonical key; 0, or -1 out of memory. */
 int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len);
 
-/* Is this channel's next batch due at `now`? */
-bool batcher_channel_due(const struct batcher *b, const struct batch_channel *ch, ev_tstamp now);
-
 /* Take the next due batch (round-robin across channels), or NULL. */
 struct batch *batcher_take(struct batcher *b, ev_tstamp now);
 
@@ -87,11 +84,7 @@ uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long 
 void batcher_set_draining(struct batcher *b, bool draining);
 
 size_t batcher_pending(const struct batcher *b);
-unsigned batcher_in_flight(const struct batcher *b);
-size_t batcher_channel_count(const struct batcher *b);
-struct batch_channel *batcher_channel(struct batcher *b, size_t i);
-
-/* Re-arm the wake-up timer for the earliest window or retry deadline. */
-void batcher_rearm(struct batcher *b);
+/* The channels, for their counters: i from 0 while non-NULL. */
+const struct batch_channel *batcher_channel(const struct batcher *b, size_t i);
 
 #endif

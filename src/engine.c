@@ -43,14 +43,11 @@ struct walk {
 	struct backoff retry;
 };
 
-enum job_kind { JOB_REFRESH, JOB_RECONCILE };
-
 struct job {
-	enum job_kind kind;
 	struct engine *e;
 	struct pool_worker *w;
-	struct batch *batch; /* JOB_REFRESH */
-	char *rollup;        /* JOB_RECONCILE: walks are found by name, they may be rebuilt meanwhile */
+	struct batch *batch; /* a refresh */
+	char *rollup;        /* a reconcile chunk: walks are found by name, they may be rebuilt meanwhile */
 	ev_tstamp started;
 };
 
@@ -205,14 +202,13 @@ static void update_readiness(struct engine *e)
 
 /* ---- jobs ---- */
 
-static struct job *job_new(struct engine *e, struct pool_worker *w, enum job_kind kind)
+static struct job *job_new(struct engine *e, struct pool_worker *w)
 {
 	struct job *job = calloc(1, sizeof(*job));
 	if (job == NULL)
 		return NULL;
 	job->e = e;
 	job->w = w;
-	job->kind = kind;
 	job->started = ev_now(e->loop);
 	w->job = job;
 	return job;
@@ -257,7 +253,7 @@ static bool start_refresh(struct engine *e, struct pool_worker *w, ev_tstamp now
 	struct batch *batch = batcher_take(e->batcher, now);
 	if (batch == NULL)
 		return false;
-	struct job *job = job_new(e, w, JOB_REFRESH);
+	struct job *job = job_new(e, w);
 	if (job == NULL) {
 		batcher_complete(e->batcher, batch, false, 0);
 		return false;
@@ -326,7 +322,7 @@ static bool start_reconcile(struct engine *e, struct pool_worker *pw, ev_tstamp 
 		struct walk *w = &e->walks[i];
 		if (!w->active || w->in_flight || now < w->retry_at)
 			continue;
-		struct job *job = job_new(e, pw, JOB_RECONCILE);
+		struct job *job = job_new(e, pw);
 		if (job == NULL)
 			return false;
 		job->rollup = strdup(w->rollup);
@@ -365,6 +361,18 @@ static void finish_stop(struct engine *e, const char *how)
 	ev_timer_stop(e->loop, &e->walk_retry_timer);
 	listener_stop(e->listener);
 	pool_stop(e->pool); /* batches still in flight come back to pending */
+
+	log_info("totals notifications=%llu unknown_channel=%llu",
+	         (unsigned long long)listener_notifications(e->listener),
+	         (unsigned long long)listener_unknown_channel(e->listener));
+	const struct batch_channel *ch;
+	for (size_t i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		log_info(
+		    "totals channel=%s keys_received=%llu keys_malformed=%llu keys_refreshed=%llu rows_written=%llu"
+		    " batches=%llu batches_failed=%llu",
+		    ch->name, (unsigned long long)ch->keys_received, (unsigned long long)ch->keys_malformed,
+		    (unsigned long long)ch->keys_refreshed, (unsigned long long)ch->rows_written,
+		    (unsigned long long)ch->batches_ok, (unsigned long long)ch->batches_failed);
 
 	size_t pending = batcher_pending(e->batcher);
 	if (pending > 0)
@@ -662,9 +670,4 @@ void engine_stop(struct engine *e)
 int engine_exit_code(const struct engine *e)
 {
 	return e->exit_code;
-}
-
-const struct config *engine_config(const struct engine *e)
-{
-	return e->cfg;
 }

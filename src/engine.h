@@ -32,6 +32,4 @@ void engine_stop(struct engine *e);
 /* What the process should exit with once the loop returns (sysexits.h). */
 int engine_exit_code(const struct engine *e);
 
-const struct config *engine_config(const struct engine *e);
-
 #endif

@@ -35,7 +35,7 @@ struct keyset *keyset_new(void)
 	return calloc(1, sizeof(struct keyset));
 }
 
-void keyset_clear(struct keyset *set)
+static void keyset_clear(struct keyset *set)
 {
 	for (size_t i = 0; i < set->count; i++)
 		free(set->keys[i]);

@@ -24,6 +24,4 @@ size_t keyset_count(const struct keyset *set);
  */
 size_t keyset_take(struct keyset *set, char **out, size_t max);
 
-void keyset_clear(struct keyset *set);
-
 #endif

@@ -29,7 +29,6 @@ struct listener {
 	struct catalog loaded; /* read, not yet listened on */
 
 	uint64_t notifications;
-	uint64_t malformed;
 	uint64_t unknown_channel;
 };
 
@@ -138,7 +137,6 @@ static void bad_key(const char *token, size_t len, const char *reason, void *arg
 {
 	struct notify_ctx *ctx = arg;
 
-	ctx->l->malformed++;
 	ctx->ch->keys_malformed++;
 	/* One line per bad key, up to a few per payload; the count covers the rest. */
 	if (ctx->bad_logged++ < 3)
@@ -225,17 +223,12 @@ bool listener_listening(const struct listener *l)
 	return l->listening;
 }
 
-int listener_backend_pid(const struct listener *l)
-{
-	return pgconn_backend_pid(l->conn);
-}
-
 uint64_t listener_notifications(const struct listener *l)
 {
 	return l->notifications;
 }
 
-uint64_t listener_malformed(const struct listener *l)
+uint64_t listener_unknown_channel(const struct listener *l)
 {
-	return l->malformed;
+	return l->unknown_channel;
 }

@@ -42,8 +42,8 @@ void listener_stop(struct listener *l);
 void listener_reload(struct listener *l, const struct config *cfg, const struct pgconn_settings *settings);
 
 bool listener_listening(const struct listener *l);
-int listener_backend_pid(const struct listener *l);
 uint64_t listener_notifications(const struct listener *l);
-uint64_t listener_malformed(const struct listener *l);
+/* Notifications on a channel no rollup owns (skipped). */
+uint64_t listener_unknown_channel(const struct listener *l);
 
 #endif

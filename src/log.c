@@ -49,16 +49,6 @@ void log_set_level(enum log_level level)
 	current_level = level;
 }
 
-enum log_level log_get_level(void)
-{
-	return current_level;
-}
-
-bool log_enabled(enum log_level level)
-{
-	return level <= current_level;
-}
-
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const int syslog_priority[] = {
@@ -70,7 +60,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	char line[2048];
 	va_list ap;
 
-	if (!log_enabled(level))
+	if (level > current_level)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);

@@ -21,8 +21,6 @@ const char *log_level_name(enum log_level level);
 /* Send records to stderr (with timestamps) or to syslog(3) as "rollupd". */
 void log_open(bool to_stderr);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
-bool log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

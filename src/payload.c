@@ -26,7 +26,8 @@ const char *key_type_name(enum key_type type)
 	return type == KEY_BIGINT ? "bigint" : "text";
 }
 
-int payload_canonical_bigint(const char *token, size_t len, char *out, size_t outlen, const char **reason)
+/* Canonicalise one bigint token: 0 and the decimal text in `out`, or -1 with `*reason` set. */
+static int canonical_bigint(const char *token, size_t len, char *out, size_t outlen, const char **reason)
 {
 	size_t i = 0;
 	bool negative = false;
@@ -105,7 +106,7 @@ int payload_parse(const char *payload, enum key_type type, const struct payload_
 
 		if (type == KEY_BIGINT) {
 			char canonical[24];
-			if (payload_canonical_bigint(token, len, canonical, sizeof(canonical), &reason) == 0) {
+			if (canonical_bigint(token, len, canonical, sizeof(canonical), &reason) == 0) {
 				if (h->on_key(canonical, strlen(canonical), h->arg) != 0)
 					return -1;
 			}

@@ -37,10 +37,4 @@ struct payload_handler {
  */
 int payload_parse(const char *payload, enum key_type type, const struct payload_handler *h);
 
-/*
- * Canonicalise one bigint token: 0 and the decimal text in `out` (at least 21
- * bytes), or -1 with `*reason` set.
- */
-int payload_canonical_bigint(const char *token, size_t len, char *out, size_t outlen, const char **reason);
-
 #endif

@@ -43,16 +43,6 @@ struct pgconn {
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-static const char *const state_names[] = {
-    [PGCONN_DOWN] = "down", [PGCONN_BACKOFF] = "backoff", [PGCONN_CONNECTING] = "connecting", [PGCONN_SETUP] = "setup",
-    [PGCONN_IDLE] = "idle", [PGCONN_BUSY] = "busy",       [PGCONN_BROKEN] = "broken",
-};
-
-const char *pgconn_state_name(enum pgconn_state state)
-{
-	return state_names[state];
-}
-
 /* libpq messages end in newlines and may span lines; keep the first line. */
 static void first_line(char *dst, size_t dstlen, const char *msg)
 {
@@ -271,7 +261,8 @@ void pgconn_fail(struct pgconn *c, const char *reason)
 	leave(c);
 }
 
-void pgconn_reset(struct pgconn *c, const char *reason)
+/* Drop the session now and reconnect at once (the settings changed). */
+static void reset(struct pgconn *c, const char *reason)
 {
 	enter(c);
 	if (c->state != PGCONN_DOWN) {
@@ -300,7 +291,7 @@ void pgconn_update(struct pgconn *c, const struct pgconn_settings *s)
 	c->statement_timeout_ms = s->statement_timeout_ms;
 	backoff_init(&c->backoff, (uint32_t)s->reconnect_min_ms, (uint32_t)s->reconnect_max_ms);
 	if (changed)
-		pgconn_reset(c, "settings changed");
+		reset(c, "settings changed");
 }
 
 /* Arm the watcher for the pending output: read always, write while libpq has unsent data. */
@@ -537,11 +528,6 @@ void pgconn_cancel(struct pgconn *c)
 enum pgconn_state pgconn_state(const struct pgconn *c)
 {
 	return c->state;
-}
-
-const char *pgconn_name(const struct pgconn *c)
-{
-	return c->name;
 }
 
 int pgconn_backend_pid(const struct pgconn *c)

@@ -63,8 +63,6 @@ void pgconn_free(struct pgconn *c);
 void pgconn_start(struct pgconn *c);
 /* Disconnect and stay down. A query in flight completes with error "stopped". */
 void pgconn_stop(struct pgconn *c);
-/* Drop the session now and reconnect after backoff (e.g. the conninfo changed). */
-void pgconn_reset(struct pgconn *c, const char *reason);
 /* Drop the session as failed (e.g. its setup by the owner failed) and
  * reconnect after the backoff delay. */
 void pgconn_fail(struct pgconn *c, const char *reason);
@@ -85,8 +83,6 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 void pgconn_cancel(struct pgconn *c);
 
 enum pgconn_state pgconn_state(const struct pgconn *c);
-const char *pgconn_state_name(enum pgconn_state state);
-const char *pgconn_name(const struct pgconn *c);
 /* Server process id of the current session, 0 when not connected. */
 int pgconn_backend_pid(const struct pgconn *c);
 /* Failed attempts since the session was last up (for start-up retries). */

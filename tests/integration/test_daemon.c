@@ -119,9 +119,9 @@ START_TEST(test_sighup_with_broken_file_keeps_old_config)
 END_TEST
 
 static const char WORKERS_SQL[] = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rollupd worker'"
-				  " AND datname = current_database()";
+                                  " AND datname = current_database()";
 static const char LISTENER_SQL[] = "SELECT pid FROM pg_stat_activity WHERE application_name = 'rollupd listener'"
-				   " AND datname = current_database()";
+                                   " AND datname = current_database()";
 
 START_TEST(test_sighup_with_valid_file_applies_it)
 {
@@ -133,9 +133,9 @@ START_TEST(test_sighup_with_valid_file_applies_it)
 	/* Smaller pool, other batching, quieter log, and a different conninfo. */
 	char extra[1024];
 	snprintf(extra, sizeof(extra),
-		 "database = { conninfo = \"%s connect_timeout=7\"; pool_size = 1; };\n"
-		 "log = { level = \"info\"; };\nbatch = { max_keys = 7; window_ms = 1; };",
-		 db_conninfo(db));
+	         "database = { conninfo = \"%s connect_timeout=7\"; pool_size = 1; };\n"
+	         "log = { level = \"info\"; };\nbatch = { max_keys = 7; window_ms = 1; };",
+	         db_conninfo(db));
 	daemon_configure(&d, db, extra);
 	kill(d.pid, SIGHUP);
 	ck_assert(daemon_wait_log(&d, "configuration reloaded", 1, 5.0));
@@ -193,6 +193,11 @@ START_TEST(test_malformed_payloads_are_logged_and_skipped)
 	ck_assert_int_eq(daemon_log_count(&d, "reason=\"empty key\""), 1);
 	ck_assert_int_eq(daemon_log_count(&d, "reason=\"control character in key\""), 1);
 	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	/* Counted, not only logged: 4 in the first payload, the empty one, and one text key. */
+	ck_assert_int_eq(daemon_log_count(&d, "totals channel=eth_user_balances_user keys_received="), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "keys_malformed=5 "), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "totals channel=eth_user_balances_wallet"), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "keys_malformed=1 "), 1);
 	assert_balances_verified(db);
 }
 END_TEST
