@@ -239,6 +239,91 @@ START_TEST(test_concurrent_refreshes_never_leave_an_older_total)
 }
 END_TEST
 
+static int psql_file(const char *dbname, const char *file)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/%s' >/dev/null 2>&1",
+	         db_conninfo(dbname), getenv("ROLLUPD_SQL"), file);
+	return system(cmd);
+}
+
+START_TEST(test_install_is_idempotent_and_uninstall_removes_everything)
+{
+	db_create(db, sizeof(db)); /* the template already has one install */
+	conn = db_open(db);
+	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet) VALUES (1, 'a', true, '0xaaa1')");
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES ('0xaaa1', 100)");
+	ck_assert_int_eq(psql_file(db, "eth_user_balances/install.sql"), 0);
+	ck_assert_int_eq(psql_file(db, "eth_user_balances/install.sql"), 0);
+	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_eub_%%'");
+	ck_assert_str_eq(n, "9"); /* three events on three tables, not more */
+	free(n);
+	n = db_value(conn, "SELECT count(*) FROM rollupd.channel");
+	ck_assert_str_eq(n, "2");
+	free(n);
+
+	ck_assert_int_eq(psql_file(db, "eth_user_balances/uninstall.sql"), 0);
+	n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_eub_%%'");
+	ck_assert_str_eq(n, "0");
+	free(n);
+	n = db_value(conn, "SELECT to_regclass('eth_user_balances')::text || to_regnamespace('rollupd')::text");
+	ck_assert_ptr_null(n);
+	n = db_value(conn, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'eth_user_balances%%'");
+	ck_assert_str_eq(n, "0");
+	free(n);
+	/* The source tables and their rows are untouched, and writes still work. */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 5");
+	n = db_value(conn, "SELECT count(*) FROM users");
+	ck_assert_str_eq(n, "1");
+	free(n);
+
+	ck_assert_int_eq(psql_file(db, "eth_user_balances/install.sql"), 0);
+	daemon_start(&d, db, NULL);
+	expect_balance(1, "5");
+	stop_and_verify();
+}
+END_TEST
+
+/* Receive every notification on `chan` already delivered to `c`. */
+static int drain_notifications(PGconn *c, const char *chan, size_t *max_len, int *keys)
+{
+	int n = 0;
+	PGnotify *note;
+	PQconsumeInput(c);
+	while ((note = PQnotifies(c)) != NULL) {
+		if (strcmp(note->relname, chan) == 0) {
+			size_t len = strlen(note->extra);
+			if (len > *max_len)
+				*max_len = len;
+			(*keys)++;
+			for (const char *p = note->extra; *p; p++)
+				*keys += *p == ',';
+			n++;
+		}
+		PQfreemem(note);
+	}
+	return n;
+}
+
+START_TEST(test_notify_keys_splits_payloads_under_8000_bytes)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	db_exec(conn, "LISTEN probe");
+	/* 2,000 keys of 42 bytes: 86,000 bytes of keys. */
+	db_exec(conn, "SELECT rollupd.notify_keys('probe', ARRAY(SELECT '0x' || md5(g::text) || 'abcdefgh'"
+	              " FROM generate_series(1, 2000) g))");
+	size_t max_len = 0;
+	int keys = 0;
+	int notes = drain_notifications(conn, "probe", &max_len, &keys);
+	ck_assert_int_eq(keys, 2000);
+	ck_assert_int_ge(notes, 11);
+	ck_assert_uint_lt(max_len, 8000);
+	PQfinish(conn);
+	assert_balances_verified(db);
+}
+END_TEST
+
 Suite *balances_suite(void)
 {
 	Suite *s = suite_create("eth_user_balances");
@@ -255,6 +340,8 @@ Suite *balances_suite(void)
 	tcase_add_test(tc, test_user_rows_come_and_go_with_current_users);
 	tcase_add_test(tc, test_bulk_statement_of_thousands_of_keys_is_fully_applied);
 	tcase_add_test(tc, test_concurrent_refreshes_never_leave_an_older_total);
+	tcase_add_test(tc, test_install_is_idempotent_and_uninstall_removes_everything);
+	tcase_add_test(tc, test_notify_keys_splits_payloads_under_8000_bytes);
 	suite_add_tcase(s, tc);
 	return s;
 }
