@@ -1,10 +1,10 @@
 /*
  * main: parse the command line, load the config, pick the mode, and for the
- * daemon detach (unless -f) and run the loop. The only place that exits.
+ * daemon detach (unless -f) and run the loop. Wiring only; the only place
+ * that decides the exit code.
  */
 #include <errno.h>
 #include <limits.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,68 +15,16 @@
 
 #include "cli.h"
 #include "config.h"
+#include "daemonize.h"
 #include "log.h"
 #include "loop.h"
 #include "oneshot.h"
 
-static int ready_fd = -1; /* the waiting parent's pipe, while detaching */
-
-/* The daemon is up: let the parent that waits for us exit 0. */
+/* The daemon is up: the parent waiting in daemonize_detach() may exit 0. */
 static void report_ready(void *arg)
 {
 	(void)arg;
-	if (ready_fd >= 0) {
-		unsigned char code = 0;
-		if (write(ready_fd, &code, 1) != 1)
-			log_warning("could not report readiness to the parent: %s", strerror(errno));
-		close(ready_fd);
-		ready_fd = -1;
-	}
-}
-
-/*
- * Detach, but keep the parent until the child is ready or fails, so a start
- * script still sees exit 69 or 78 instead of a success that is not true.
- */
-static int detach(void)
-{
-	int p[2];
-	if (pipe(p) != 0)
-		return -1;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid > 0) {
-		unsigned char code;
-		close(p[1]);
-		ssize_t n;
-		do
-			n = read(p[0], &code, 1);
-		while (n < 0 && errno == EINTR);
-		_exit(n == 1 ? code : EX_SOFTWARE);
-	}
-	close(p[0]);
-	ready_fd = p[1];
-	if (setsid() < 0 || chdir("/") != 0)
-		return -1;
-	int fd = open("/dev/null", O_RDWR);
-	if (fd >= 0) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-	return 0;
-}
-
-static int write_pidfile(const char *path)
-{
-	FILE *f = fopen(path, "w");
-	if (f == NULL)
-		return -1;
-	fprintf(f, "%ld\n", (long)getpid());
-	return fclose(f);
+	daemonize_report(0);
 }
 
 /* Load the config named by the options; -d alone may run on the defaults. */
@@ -142,13 +90,13 @@ int main(int argc, char **argv)
 		if (!o.foreground && o.config_path && realpath(o.config_path, config_abs) != NULL)
 			o.config_path = config_abs;
 		log_open(o.foreground);
-		if (!o.foreground && detach() != 0) {
+		if (!o.foreground && daemonize_detach() != 0) {
 			fprintf(stderr, "rollupd: cannot detach: %s\n", strerror(errno));
 			code = EX_OSERR;
 			break;
 		}
 		char *pidfile = cfg->pidfile ? strdup(cfg->pidfile) : NULL;
-		if (pidfile && write_pidfile(pidfile) != 0)
+		if (pidfile && pidfile_write(pidfile) != 0)
 			log_warning("cannot write pidfile path=%s error=\"%s\"", pidfile, strerror(errno));
 		srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 		struct loop_options lo = {
@@ -161,12 +109,7 @@ int main(int argc, char **argv)
 		if (pidfile)
 			unlink(pidfile);
 		free(pidfile);
-		if (ready_fd >= 0) {
-			unsigned char c = (unsigned char)code;
-			if (write(ready_fd, &c, 1) != 1)
-				code = EX_SOFTWARE;
-			close(ready_fd);
-		}
+		daemonize_report(code); /* if it stopped before it was ready */
 		return code;
 	}
 	}

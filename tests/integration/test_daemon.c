@@ -329,6 +329,45 @@ START_TEST(test_list_and_one_shot_reconcile)
 }
 END_TEST
 
+START_TEST(test_detached_start_waits_for_ready_and_reports_failure)
+{
+	seed();
+	char pidfile[600], extra[700], out[2048], args[800];
+	snprintf(pidfile, sizeof(pidfile), "%s/%s.pid", getenv("ROLLUPD_TEST_DIR"), db);
+	snprintf(extra, sizeof(extra), "daemon = { pidfile = \"%s\"; };", pidfile);
+	daemon_configure(&d, db, extra);
+	snprintf(args, sizeof(args), "-c '%s'", d.conf);
+
+	/* The parent returns only once the detached daemon is listening and caught up. */
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	char *balance = db_value(conn, "%s", balance_sql(10));
+	ck_assert_str_eq(balance, "2200");
+	free(balance);
+	FILE *f = fopen(pidfile, "r");
+	ck_assert_ptr_nonnull(f);
+	int pid = 0;
+	ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	ck_assert_int_eq(kill(pid, 0), 0);
+
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 3 WHERE wallet = '0xw2'");
+	ck_assert(db_wait_value(conn, "3", 5.0, balance_sql(2)));
+	kill(pid, SIGTERM);
+	double deadline = now_seconds() + 5;
+	while (access(pidfile, F_OK) == 0 && now_seconds() < deadline)
+		sleep_ms(10);
+	ck_assert_msg(access(pidfile, F_OK) != 0, "the pidfile outlived the daemon");
+
+	/* A daemon that cannot start makes its parent fail with its code. */
+	snprintf(extra, sizeof(extra),
+	         "database = { conninfo = \"host=%s port=1 dbname=x\"; connect_retries = 2; reconnect_min_ms = 10; };",
+	         getenv("PGHOST"));
+	daemon_configure(&d, db, extra);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 69);
+	assert_balances_verified(db);
+}
+END_TEST
+
 Suite *daemon_suite(void)
 {
 	Suite *s = suite_create("daemon");
@@ -346,6 +385,7 @@ Suite *daemon_suite(void)
 	tcase_add_test(tc, test_bad_config_exits_78_and_usage_error_exits_64);
 	tcase_add_test(tc, test_systemd_hears_ready_and_stopping);
 	tcase_add_test(tc, test_list_and_one_shot_reconcile);
+	tcase_add_test(tc, test_detached_start_waits_for_ready_and_reports_failure);
 	suite_add_tcase(s, tc);
 	return s;
 }
