@@ -18,6 +18,7 @@ struct pool {
 	size_t n;
 	unsigned next_id;
 	bool started;
+	int iterating; /* > 0 while looping over workers: removals wait for sweep() */
 };
 
 static void worker_on_up(struct pgconn *c, void *arg)
@@ -86,6 +87,17 @@ void pool_free(struct pool *p)
 	free(p);
 }
 
+static void remove_at(struct pool *p, size_t i);
+
+/* Stopping or updating a connection runs its job's callback, which may
+ * release (and so remove) a retiring worker: never under a loop's feet. */
+static void sweep(struct pool *p)
+{
+	for (size_t i = p->n; i > 0; i--)
+		if (p->workers[i - 1]->retiring && p->workers[i - 1]->job == NULL)
+			remove_at(p, i - 1);
+}
+
 void pool_start(struct pool *p)
 {
 	p->started = true;
@@ -96,8 +108,11 @@ void pool_start(struct pool *p)
 void pool_stop(struct pool *p)
 {
 	p->started = false;
+	p->iterating++;
 	for (size_t i = 0; i < p->n; i++)
 		pgconn_stop(p->workers[i]->conn);
+	p->iterating--;
+	sweep(p);
 }
 
 static void remove_at(struct pool *p, size_t i)
@@ -145,11 +160,14 @@ void pool_resize(struct pool *p, size_t size)
 void pool_update(struct pool *p, const struct pgconn_settings *settings)
 {
 	p->settings = *settings;
+	p->iterating++;
 	for (size_t i = 0; i < p->n; i++) {
 		struct pgconn_settings s = *settings;
 		s.application_name = "rollupd worker";
 		pgconn_update(p->workers[i]->conn, &s);
 	}
+	p->iterating--;
+	sweep(p);
 }
 
 struct pool_worker *pool_acquire_idle(struct pool *p)
@@ -165,7 +183,7 @@ struct pool_worker *pool_acquire_idle(struct pool *p)
 void pool_release(struct pool *p, struct pool_worker *w)
 {
 	w->job = NULL;
-	if (!w->retiring)
+	if (!w->retiring || p->iterating > 0)
 		return;
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->workers[i] == w) {

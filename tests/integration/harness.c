@@ -297,6 +297,14 @@ static const char ORACLE_MISMATCHES[] =
     ") x LEFT JOIN eth_user_balances d ON d.user_id = x.uid"
     " WHERE coalesce(d.balance, 0) <> x.expected";
 
+bool wait_converged(const char *db, double timeout_s)
+{
+	PGconn *c = db_open(db);
+	bool ok = db_wait_value(c, "0", timeout_s, ORACLE_MISMATCHES);
+	PQfinish(c);
+	return ok;
+}
+
 void assert_balances_verified(const char *db)
 {
 	char out[4096], args[800];

@@ -47,6 +47,9 @@ int daemon_wait_exit(struct daemon *d, double timeout_s);
 /* Run the rollupd binary with `args` (shell words); stdout+stderr in `out`. Returns the exit code. */
 int run_rollupd(char *out, size_t outlen, const char *args);
 
+/* Poll the independent definition until every balance is exact; false on timeout. */
+bool wait_converged(const char *db, double timeout_s);
+
 /* rollupd --verify reports 0 mismatches, and an independently written query agrees. */
 void assert_balances_verified(const char *db);
 
