@@ -44,7 +44,8 @@ static void on_sigterm(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct loop_state *st = w->data;
 	(void)loop;
-	log_info("received %s", revents & EV_SIGNAL && w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+	(void)revents;
+	log_info("received %s", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 	engine_stop(st->engine);
 }
 

@@ -49,6 +49,11 @@ START_TEST(test_balance_change_reaches_derived_table)
 	expect_balance(1, "100"); /* the catch-up reconcile at start */
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 150 WHERE wallet = '0xaaa1'");
 	expect_balance(1, "150");
+	/* The read side: one row per current user, the balance by primary key. */
+	char *row = db_value(conn, "SELECT string_agg(user_id || ':' || balance, ',' ORDER BY user_id)"
+	                           " FROM v_user_balances WHERE user_id IN (1, 2, 4)");
+	ck_assert_str_eq(row, "1:150,2:200,4:0");
+	free(row);
 	stop_and_verify();
 }
 END_TEST

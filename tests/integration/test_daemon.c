@@ -158,6 +158,29 @@ START_TEST(test_sighup_with_valid_file_applies_it)
 }
 END_TEST
 
+START_TEST(test_sighup_rollup_list_starts_a_rollup)
+{
+	seed();
+	/* Started with a list that names no registered rollup: nothing runs. */
+	daemon_start(&d, db, "rollups = [ \"not_installed\" ];");
+	ck_assert(daemon_wait_log(&d, "rollup named in the config is not registered", 1, 1.0));
+	ck_assert_int_eq(daemon_log_count(&d, "listening channels=0 rollups=0"), 1);
+	char *rows = db_value(conn, "SELECT count(*) FROM eth_user_balances");
+	ck_assert_str_eq(rows, "0");
+	free(rows);
+
+	daemon_configure(&d, db, "rollups = [ \"eth_user_balances\" ];");
+	kill(d.pid, SIGHUP);
+	ck_assert(daemon_wait_log(&d, "listening channels=2 rollups=1", 1, 5.0));
+	/* New to this daemon, so reconciled before its notifications are trusted. */
+	ck_assert(daemon_wait_log(&d, "reconcile done rollup=eth_user_balances fixed=200", 1, 5.0));
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 11 WHERE wallet = '0xw1'");
+	ck_assert(db_wait_value(conn, "11", 5.0, balance_sql(1)));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
 START_TEST(test_sigterm_exits_zero_promptly)
 {
 	seed();
@@ -167,9 +190,13 @@ START_TEST(test_sigterm_exits_zero_promptly)
 	ck_assert_int_eq(daemon_stop(&d, 10, &elapsed), 0);
 	ck_assert_msg(elapsed < 3.0, "stop took %.2fs", elapsed);
 	ck_assert_int_eq(daemon_log_count(&d, "stopped cleanly"), 1);
-	/* Whatever the stop did not reach, the next start reconciles. */
+	/* Whatever the stop did not reach, the next start reconciles; SIGINT stops it the same way. */
 	daemon_start(&d, db, NULL);
-	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 1 WHERE wallet = '0xw9'");
+	kill(d.pid, SIGINT);
+	ck_assert_int_eq(daemon_wait_exit(&d, 5.0), 0);
+	ck_assert_int_eq(daemon_log_count(&d, "received SIGINT"), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "stopped cleanly"), 2);
 	assert_balances_verified(db);
 }
 END_TEST
@@ -378,6 +405,7 @@ Suite *daemon_suite(void)
 	tcase_add_test(tc, test_sigkill_then_restart_catches_up);
 	tcase_add_test(tc, test_sighup_with_broken_file_keeps_old_config);
 	tcase_add_test(tc, test_sighup_with_valid_file_applies_it);
+	tcase_add_test(tc, test_sighup_rollup_list_starts_a_rollup);
 	tcase_add_test(tc, test_sigterm_exits_zero_promptly);
 	tcase_add_test(tc, test_malformed_payloads_are_logged_and_skipped);
 	tcase_add_test(tc, test_failing_refresh_is_retried_until_it_succeeds);
