@@ -203,6 +203,7 @@ void listener_start(struct listener *l)
 
 void listener_stop(struct listener *l)
 {
+	pgconn_read_now(l->conn);
 	pgconn_stop(l->conn);
 }
 

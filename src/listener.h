@@ -36,6 +36,7 @@ struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings
 void listener_free(struct listener *l);
 
 void listener_start(struct listener *l);
+/* Take the notifications that have already arrived, then disconnect. */
 void listener_stop(struct listener *l);
 
 /* Re-read the catalog under `cfg` and re-LISTEN (now if idle, else when the current step ends). */

@@ -490,6 +490,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	leave(c);
 }
 
+void pgconn_read_now(struct pgconn *c)
+{
+	enter(c);
+	if (c->state == PGCONN_IDLE || c->state == PGCONN_BUSY)
+		read_input(c);
+	leave(c);
+}
+
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params, pgconn_result_fn cb,
                  void *cb_arg)
 {

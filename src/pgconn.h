@@ -79,6 +79,10 @@ void pgconn_update(struct pgconn *c, const struct pgconn_settings *settings);
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params, pgconn_result_fn cb,
                  void *cb_arg);
 
+/* Read and deliver what has already arrived on the socket (notifications,
+ * results) without waiting for the loop, e.g. before a deliberate stop. */
+void pgconn_read_now(struct pgconn *c);
+
 /* Ask the server to cancel the statement in flight (blocks for a round trip). */
 void pgconn_cancel(struct pgconn *c);
 

@@ -17,8 +17,8 @@ DROP TRIGGER IF EXISTS rollupd_eub_delete ON users;
 
 DROP VIEW IF EXISTS v_user_balances;
 DROP TABLE IF EXISTS eth_user_balances;
-DROP INDEX IF EXISTS users_lower_wallet_current_idx;
-DROP INDEX IF EXISTS associated_wallets_eth_lower_wallet_idx;
+DROP INDEX IF EXISTS users_lower_wallet_idx;
+DROP INDEX IF EXISTS associated_wallets_lower_wallet_idx;
 
 DO $$
 BEGIN

@@ -190,13 +190,17 @@ START_TEST(test_sigterm_exits_zero_promptly)
 	ck_assert_int_eq(daemon_stop(&d, 10, &elapsed), 0);
 	ck_assert_msg(elapsed < 3.0, "stop took %.2fs", elapsed);
 	ck_assert_int_eq(daemon_log_count(&d, "stopped cleanly"), 1);
-	/* Whatever the stop did not reach, the next start reconciles; SIGINT stops it the same way. */
+	/* SIGINT stops it the same way. */
 	daemon_start(&d, db, NULL);
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 1 WHERE wallet = '0xw9'");
 	kill(d.pid, SIGINT);
 	ck_assert_int_eq(daemon_wait_exit(&d, 5.0), 0);
 	ck_assert_int_eq(daemon_log_count(&d, "received SIGINT"), 1);
 	ck_assert_int_eq(daemon_log_count(&d, "stopped cleanly"), 2);
+	/* A change whose notification was still on its way at the stop is the next start's to reconcile. */
+	daemon_start(&d, db, NULL);
+	ck_assert(db_wait_value(conn, "1", 5.0, balance_sql(9)));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
 	assert_balances_verified(db);
 }
 END_TEST
