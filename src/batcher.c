@@ -78,13 +78,19 @@ void batcher_set_policy(struct batcher *b, const struct batch_policy *policy)
 	rearm(b);
 }
 
+/* The index of the channel named `name`, or n_channels. */
+static size_t find_index(const struct batcher *b, const char *name)
+{
+	size_t i = 0;
+	while (i < b->n_channels && strcmp(b->channels[i]->name, name) != 0)
+		i++;
+	return i;
+}
+
 struct batch_channel *batcher_find(struct batcher *b, const char *name)
 {
-	/* Slots are NULL while batcher_set_channels() moves channels over. */
-	for (size_t i = 0; i < b->n_channels; i++)
-		if (b->channels[i] != NULL && strcmp(b->channels[i]->name, name) == 0)
-			return b->channels[i];
-	return NULL;
+	size_t i = find_index(b, name);
+	return i < b->n_channels ? b->channels[i] : NULL;
 }
 
 static struct batch_channel *channel_new(const struct catalog_channel *cc, const struct batch_policy *policy)
@@ -108,31 +114,37 @@ static struct batch_channel *channel_new(const struct catalog_channel *cc, const
 size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
 {
 	struct batch_channel **channels = calloc(cat->n_channels + 1, sizeof(struct batch_channel *));
+	bool *kept = calloc(b->n_channels + 1, sizeof(bool));
 	size_t dropped = 0;
-	if (channels == NULL)
+	if (channels == NULL || kept == NULL) {
+		free(channels);
+		free(kept);
+		log_error("out of memory applying the catalog's channels; keeping the old ones");
 		return 0;
+	}
 
+	/* The old array stays intact until the new one is complete. */
 	for (size_t i = 0; i < cat->n_channels; i++) {
 		const struct catalog_channel *cc = &cat->channels[i];
-		struct batch_channel *old = batcher_find(b, cc->name);
-		if (old && old->key_type == cc->key_type) {
+		size_t j = find_index(b, cc->name);
+		if (j < b->n_channels && b->channels[j]->key_type == cc->key_type) {
 			/* Kept: pending keys stay; the refresh function may have changed. */
+			struct batch_channel *old = b->channels[j];
 			free(old->refresh_sql);
 			old->refresh_sql = strdup(cc->refresh_sql);
 			channels[i] = old;
-			for (size_t j = 0; j < b->n_channels; j++)
-				if (b->channels[j] == old)
-					b->channels[j] = NULL;
+			kept[j] = true;
 		} else {
 			channels[i] = channel_new(cc, &b->policy);
 		}
 	}
 	for (size_t j = 0; j < b->n_channels; j++) {
-		if (b->channels[j] == NULL)
+		if (kept[j])
 			continue;
 		dropped += keyset_count(b->channels[j]->pending);
 		channel_free(b->channels[j]);
 	}
+	free(kept);
 	free(b->channels);
 	b->channels = channels;
 	b->n_channels = 0;

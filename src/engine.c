@@ -116,11 +116,17 @@ static void report_status(struct engine *e)
 
 static struct walk *find_walk(struct engine *e, const char *rollup)
 {
-	/* A walk's rollup is NULL once rebuild_walks() has moved it. */
 	for (size_t i = 0; i < e->n_walks; i++)
-		if (e->walks[i].rollup != NULL && strcmp(e->walks[i].rollup, rollup) == 0)
+		if (strcmp(e->walks[i].rollup, rollup) == 0)
 			return &e->walks[i];
 	return NULL;
+}
+
+static void walk_free(struct walk *w)
+{
+	free(w->rollup);
+	free(w->sql);
+	free(w->after);
 }
 
 static void walk_begin(struct engine *e, struct walk *w, bool catch_up)
@@ -146,27 +152,33 @@ static void walk_begin(struct engine *e, struct walk *w, bool catch_up)
 static void rebuild_walks(struct engine *e, const struct catalog *cat)
 {
 	struct walk *walks = calloc(cat->n_rollups + 1, sizeof(*walks));
-	if (walks == NULL) {
+	bool *moved = calloc(e->n_walks + 1, sizeof(bool));
+	if (walks == NULL || moved == NULL) {
+		free(walks);
+		free(moved);
 		log_error("out of memory rebuilding reconcile walks");
 		return;
 	}
 	for (size_t i = 0; i < cat->n_rollups; i++) {
-		struct walk *old = find_walk(e, cat->rollups[i].name);
-		if (old) {
-			walks[i] = *old;
+		const char *name = cat->rollups[i].name;
+		size_t j = 0;
+		while (j < e->n_walks && (moved[j] || strcmp(e->walks[j].rollup, name) != 0))
+			j++;
+		if (j < e->n_walks) {
+			/* Kept: move its state over; the old entry is left empty. */
+			walks[i] = e->walks[j];
 			free(walks[i].sql);
-			memset(old, 0, sizeof(*old)); /* moved */
+			e->walks[j] = (struct walk){0};
+			moved[j] = true;
 		} else {
-			walks[i].rollup = strdup(cat->rollups[i].name);
+			walks[i].rollup = strdup(name);
 			backoff_init(&walks[i].retry, (uint32_t)e->cfg->retry_min_ms, (uint32_t)e->cfg->retry_max_ms);
 		}
 		walks[i].sql = strdup(cat->rollups[i].reconcile_sql);
 	}
-	for (size_t i = 0; i < e->n_walks; i++) {
-		free(e->walks[i].rollup);
-		free(e->walks[i].sql);
-		free(e->walks[i].after);
-	}
+	for (size_t i = 0; i < e->n_walks; i++)
+		walk_free(&e->walks[i]);
+	free(moved);
 	free(e->walks);
 	e->walks = walks;
 	e->n_walks = cat->n_rollups;
@@ -579,11 +591,8 @@ void engine_free(struct engine *e)
 		pool_stop(e->pool);
 	pool_free(e->pool);
 	batcher_free(e->batcher);
-	for (size_t i = 0; i < e->n_walks; i++) {
-		free(e->walks[i].rollup);
-		free(e->walks[i].sql);
-		free(e->walks[i].after);
-	}
+	for (size_t i = 0; i < e->n_walks; i++)
+		walk_free(&e->walks[i]);
 	free(e->walks);
 	catalog_free(&e->catalog);
 	if (e->cfg) {

@@ -10,6 +10,9 @@
 #include "log.h"
 #include "payload.h"
 
+/* How the listener shows in pg_stat_activity. */
+#define LISTENER_APPLICATION_NAME "rollupd listener"
+
 enum listener_step {
 	STEP_DOWN,      /* no session */
 	STEP_CATALOG,   /* reading the catalog */
@@ -175,7 +178,7 @@ struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings
 		return NULL;
 	struct pgconn_handler h = {.on_up = on_up, .on_down = on_down, .on_notify = on_notify, .arg = l};
 	struct pgconn_settings s = *settings;
-	s.application_name = "rollupd listener";
+	s.application_name = LISTENER_APPLICATION_NAME;
 	l->conn = pgconn_new(loop, "listener", &s, &h);
 	if (l->conn == NULL) {
 		free(l);
@@ -210,7 +213,7 @@ void listener_stop(struct listener *l)
 void listener_reload(struct listener *l, const struct config *cfg, const struct pgconn_settings *settings)
 {
 	struct pgconn_settings s = *settings;
-	s.application_name = "rollupd listener";
+	s.application_name = LISTENER_APPLICATION_NAME;
 	l->cfg = cfg;
 	pgconn_update(l->conn, &s); /* a changed conninfo reconnects, which re-reads the catalog anyway */
 	if (l->step == STEP_LISTENING && pgconn_state(l->conn) == PGCONN_IDLE)

@@ -10,6 +10,9 @@
 
 #include "log.h"
 
+/* How workers show in pg_stat_activity. */
+#define WORKER_APPLICATION_NAME "rollupd worker"
+
 struct pool {
 	struct ev_loop *loop;
 	struct pgconn_settings settings; /* strings borrowed from the engine's config */
@@ -49,7 +52,7 @@ static struct pool_worker *worker_new(struct pool *p)
 	w->id = ++p->next_id;
 	snprintf(name, sizeof(name), "worker-%u", w->id);
 	struct pgconn_settings s = p->settings;
-	s.application_name = "rollupd worker";
+	s.application_name = WORKER_APPLICATION_NAME;
 	w->conn = pgconn_new(p->loop, name, &s, &h);
 	if (w->conn == NULL) {
 		free(w);
@@ -163,7 +166,7 @@ void pool_update(struct pool *p, const struct pgconn_settings *settings)
 	p->iterating++;
 	for (size_t i = 0; i < p->n; i++) {
 		struct pgconn_settings s = *settings;
-		s.application_name = "rollupd worker";
+		s.application_name = WORKER_APPLICATION_NAME;
 		pgconn_update(p->workers[i]->conn, &s);
 	}
 	p->iterating--;
