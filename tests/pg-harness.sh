@@ -3,6 +3,7 @@
 #   pg_harness_start   sets PGHARNESS_DIR PGHOST PGPORT PGUSER PGDATABASE
 #   pg_harness_stop    stops the server and removes the directory
 #   pg_harness_as_pg CMD...   runs CMD as the server's user (postgres when root)
+# PGHARNESS_SETTINGS adds server options ("-c shared_buffers=2GB ...").
 
 pg_harness_bindir() {
     local d
@@ -37,7 +38,7 @@ pg_harness_start() {
     pg_harness_as_pg "$bindir/initdb" -D "$PGHARNESS_DIR/data" -U postgres -A trust -E UTF8 --no-sync \
         >"$PGHARNESS_DIR/initdb.log" 2>&1 || { cat "$PGHARNESS_DIR/initdb.log" >&2; return 1; }
     pg_harness_as_pg "$bindir/pg_ctl" -D "$PGHARNESS_DIR/data" -l "$PGHARNESS_DIR/server.log" -w -t 60 \
-        -o "-p $port -k $PGHARNESS_DIR -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-p $port -k $PGHARNESS_DIR -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${PGHARNESS_SETTINGS:-}" \
         start >/dev/null || { cat "$PGHARNESS_DIR/server.log" >&2; return 1; }
     export PGHARNESS_DIR PGHARNESS_BINDIR
     export PGHOST=$PGHARNESS_DIR PGPORT=$port PGUSER=postgres PGDATABASE=postgres

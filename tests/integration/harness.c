@@ -110,13 +110,18 @@ bool db_wait_value(PGconn *c, const char *expected, double timeout_s, const char
 	}
 }
 
-void db_create(char *name, size_t len)
+void db_create_from(const char *template_db, char *name, size_t len)
 {
 	static int counter;
 	snprintf(name, len, "t_%d_%d", (int)getpid(), ++counter);
 	PGconn *c = db_open("postgres");
-	db_exec(c, "CREATE DATABASE %s TEMPLATE rollupd_template", name);
+	db_exec(c, "CREATE DATABASE %s TEMPLATE %s", name, template_db);
 	PQfinish(c);
+}
+
+void db_create(char *name, size_t len)
+{
+	db_create_from("rollupd_template", name, len);
 }
 
 static void kill_started(void)

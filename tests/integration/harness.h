@@ -21,6 +21,9 @@ struct daemon {
 
 /* A fresh database from the template; returns its name (static storage per call site is not needed: copy it). */
 void db_create(char *name, size_t len);
+/* The same from another template: rollupd_fd_template (db-sync tables, empty) or
+ * rollupd_fd_gen_template (generated data at scale 0.01, cache not built). */
+void db_create_from(const char *template_db, char *name, size_t len);
 const char *db_conninfo(const char *db);
 PGconn *db_open(const char *db);
 void db_exec(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -6,5 +6,6 @@
 
 Suite *balances_suite(void);
 Suite *daemon_suite(void);
+Suite *first_delegation_suite(void);
 
 #endif

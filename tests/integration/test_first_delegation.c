@@ -1,0 +1,506 @@
+/*
+ * first_delegation through the running daemon: certificates, re-delegations
+ * and rollbacks reach the cache, the cache is exactly the definition, and the
+ * seniority page queries return what the correlated subquery returns.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static char db[64];
+static struct daemon d;
+static PGconn *conn;
+
+/* Pools 10 and 20 and addresses 1..3; blocks, transactions and
+ * certificates come per test. */
+static void start_empty(void)
+{
+	db_create_from("rollupd_fd_template", db, sizeof(db));
+	conn = db_open(db);
+	db_exec(conn, "INSERT INTO pool_hash (id, hash_raw, view) VALUES"
+	              " (10, '\\x0a', 'pool1ten'), (20, '\\x14', 'pool1twenty')");
+	db_exec(conn, "INSERT INTO stake_address (id, hash_raw, view) VALUES"
+	              " (1, '\\xe101', 'stake1one'), (2, '\\xe102', 'stake1two'), (3, '\\xe103', 'stake1three')");
+	daemon_start(&d, db, NULL);
+}
+
+/* One certificate: its block (one per slot) and transaction are created when missing. */
+static void cert(long id, long addr, long pool, long slot, int block_index, int cert_index)
+{
+	db_exec(conn, "INSERT INTO block (id, slot_no, block_no, epoch_no) VALUES (%ld, %ld, %ld, 300)"
+	              " ON CONFLICT DO NOTHING", slot, slot, slot);
+	db_exec(conn, "INSERT INTO tx (id, block_id, block_index) SELECT n, %ld, %d"
+	              " FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM tx) AS next"
+	              " WHERE NOT EXISTS (SELECT 1 FROM tx WHERE block_id = %ld AND block_index = %d)",
+	        slot, block_index, slot, block_index);
+	db_exec(conn, "INSERT INTO delegation (id, addr_id, cert_index, pool_hash_id, active_epoch_no, tx_id, slot_no)"
+	              " SELECT %ld, %ld, %d, %ld, 302, t.id, %ld FROM tx t WHERE t.block_id = %ld AND t.block_index = %d",
+	        id, addr, cert_index, pool, slot, slot, block_index);
+}
+
+/* An address's cache rows as "pool:slot:block_index:cert_index:delegation_id,...", NULL when none. */
+#define ROWS_SQL                                                                                               \
+	"SELECT string_agg(concat_ws(':', pool_hash_id, slot_no, block_index, cert_index, delegation_id), ','"     \
+	" ORDER BY pool_hash_id) FROM first_delegation WHERE addr_id = %ld"
+
+static void expect_rows(long addr, const char *rows)
+{
+	char sql[512];
+	snprintf(sql, sizeof(sql), ROWS_SQL, addr);
+	if (!db_wait_value(conn, rows, 10.0, sql)) {
+		char *got = db_value(conn, "%s", sql);
+		ck_abort_msg("address %ld: rows %s, expected %s (log %s)", addr, got ? got : "(none)",
+		             rows ? rows : "(none)", d.log);
+	}
+}
+
+/* The definition written another way: row_number over each pair's certificates. */
+static const char ORACLE[] =
+    "SELECT addr_id, pool_hash_id, slot_no, block_index, cert_index, id FROM ("
+    "  SELECT d.addr_id, d.pool_hash_id, d.slot_no, t.block_index, d.cert_index, d.id,"
+    "         row_number() OVER (PARTITION BY d.addr_id, d.pool_hash_id"
+    "                            ORDER BY d.slot_no, t.block_index, d.cert_index, d.id) AS n"
+    "    FROM delegation d JOIN tx t ON t.id = d.tx_id) AS s WHERE n = 1";
+
+/* rollupd --verify reports 0 mismatches, and the oracle agrees row for row. */
+static void assert_fd_verified(const char *name)
+{
+	char out[4096], args[800];
+	snprintf(args, sizeof(args), "-d '%s' --verify first_delegation", db_conninfo(name));
+	int code = run_rollupd(out, sizeof(out), args);
+	ck_assert_msg(code == 0 && strstr(out, "mismatches=0") != NULL, "verify exit=%d output: %s", code, out);
+
+	PGconn *c = db_open(name);
+	char *diff = db_value(c, "SELECT count(*) FROM ((%s EXCEPT SELECT * FROM first_delegation)"
+	                         " UNION ALL (SELECT * FROM first_delegation EXCEPT %s)) AS x",
+	                      ORACLE, ORACLE);
+	ck_assert_str_eq(diff, "0");
+	free(diff);
+	PQfinish(c);
+}
+
+static void stop_and_verify(void)
+{
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_fd_verified(db);
+	PQfinish(conn);
+}
+
+START_TEST(test_first_delegation_appears)
+{
+	start_empty();
+	cert(1, 1, 10, 1000, 0, 0);
+	expect_rows(1, "10:1000:0:0:1");
+	expect_rows(2, NULL);
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_redelegation_adds_a_pair_and_keeps_the_first)
+{
+	start_empty();
+	cert(1, 1, 10, 1000, 0, 0);
+	expect_rows(1, "10:1000:0:0:1");
+	cert(2, 1, 20, 2000, 0, 0);
+	expect_rows(1, "10:1000:0:0:1,20:2000:0:0:2");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_return_to_an_earlier_pool_keeps_seniority)
+{
+	start_empty();
+	cert(1, 1, 10, 1000, 0, 0);
+	cert(2, 1, 20, 2000, 0, 0);
+	expect_rows(1, "10:1000:0:0:1,20:2000:0:0:2");
+	cert(3, 1, 10, 3000, 0, 0); /* back to pool 10: it still counts from slot 1000 */
+	cert(4, 1, 20, 4000, 0, 0);
+	cert(5, 2, 20, 4000, 1, 0);
+	expect_rows(2, "20:4000:1:0:5");
+	expect_rows(1, "10:1000:0:0:1,20:2000:0:0:2");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_same_slot_orders_by_block_index_then_cert_index)
+{
+	start_empty();
+	/* One statement, ids against chain order: the later transaction of
+	 * the block and the later certificate of a transaction get the
+	 * smaller delegation ids. The cache follows (block_index,
+	 * cert_index), never ids. */
+	db_exec(conn, "INSERT INTO block (id, slot_no, block_no, epoch_no) VALUES (5000, 5000, 5000, 300)");
+	db_exec(conn, "INSERT INTO tx (id, block_id, block_index) VALUES (1, 5000, 7), (2, 5000, 3)");
+	db_exec(conn, "INSERT INTO delegation (id, addr_id, cert_index, pool_hash_id, active_epoch_no, tx_id, slot_no)"
+	              " VALUES (11, 1, 0, 10, 302, 1, 5000),"   /* block_index 7 */
+	              "        (12, 1, 1, 10, 302, 2, 5000),"   /* block_index 3, cert 1 */
+	              "        (13, 1, 0, 10, 302, 2, 5000),"   /* block_index 3, cert 0: the first */
+	              "        (14, 2, 2, 20, 302, 2, 5000),"   /* address 2: cert 2 ... */
+	              "        (15, 2, 1, 20, 302, 2, 5000)");  /* ... and cert 1, same transaction */
+	expect_rows(1, "10:5000:3:0:13");
+	expect_rows(2, "20:5000:3:1:15");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_rollback_moves_or_removes_rows_and_replay_restores)
+{
+	start_empty();
+	cert(1, 1, 10, 1000, 0, 0);
+	cert(2, 2, 10, 1000, 0, 1);
+	cert(3, 1, 10, 2000, 0, 0); /* address 1 again: its row stays at slot 1000 */
+	cert(4, 2, 20, 2000, 0, 1);
+	cert(5, 3, 20, 3000, 0, 0);
+	expect_rows(3, "20:3000:0:0:5");
+	expect_rows(1, "10:1000:0:0:1");
+
+	/* A rollback to slot 999: db-sync deletes the suffix of delegation
+	 * ids with their transactions and blocks, in one transaction. */
+	db_exec(conn, "BEGIN");
+	db_exec(conn, "DELETE FROM delegation WHERE id >= 1");
+	db_exec(conn, "DELETE FROM tx WHERE block_id >= 1000");
+	db_exec(conn, "DELETE FROM block WHERE slot_no >= 1000");
+	db_exec(conn, "COMMIT");
+	expect_rows(1, NULL);
+	expect_rows(2, NULL);
+	expect_rows(3, NULL);
+
+	/* The chain grows back differently: the rolled-back certificates
+	 * replayed in later slots (with new ids), address 1's second one
+	 * first. */
+	cert(6, 1, 10, 1500, 0, 0);
+	cert(7, 2, 20, 1500, 0, 1);
+	expect_rows(1, "10:1500:0:0:6");
+	expect_rows(2, "20:1500:0:1:7");
+
+	/* A partial rollback: only the first certificate of a pair goes;
+	 * the pair moves to its next certificate. */
+	cert(8, 1, 10, 1600, 0, 0);
+	cert(9, 2, 10, 1700, 0, 0);
+	expect_rows(2, "10:1700:0:0:9,20:1500:0:1:7");
+	db_exec(conn, "DELETE FROM delegation WHERE id = 6");
+	expect_rows(1, "10:1600:0:0:8");
+	db_exec(conn, "DELETE FROM delegation WHERE id >= 8");
+	expect_rows(1, NULL);
+	expect_rows(2, "20:1500:0:1:7");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_out_of_order_certificates_converge)
+{
+	start_empty();
+	/* Later certificates arrive first (a backfill, or notifications
+	 * handled in any order): each refresh recomputes from the source. */
+	cert(1, 1, 10, 9000, 0, 0);
+	expect_rows(1, "10:9000:0:0:1");
+	cert(2, 1, 10, 5000, 0, 0);
+	expect_rows(1, "10:5000:0:0:2");
+	cert(3, 1, 10, 5000, 0, 1); /* same transaction, later certificate: no change */
+	cert(4, 1, 10, 7000, 0, 0);
+	cert(5, 1, 10, 1000, 2, 0);
+	expect_rows(1, "10:1000:2:0:5");
+	/* Refreshes called directly, in any order, many times: idempotent. */
+	char *n = db_value(conn, "SELECT rollupd.first_delegation_refresh('{3,1,2,1,3}')");
+	ck_assert_str_eq(n, "0");
+	free(n);
+	expect_rows(1, "10:1000:2:0:5");
+	stop_and_verify();
+}
+END_TEST
+
+START_TEST(test_changes_while_stopped_are_caught_up)
+{
+	start_empty();
+	cert(1, 1, 10, 1000, 0, 0);
+	expect_rows(1, "10:1000:0:0:1");
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	cert(2, 2, 20, 2000, 0, 0);
+	db_exec(conn, "DELETE FROM delegation WHERE id = 1");
+	/* A leftover row no delegation explains: reconcile removes it. */
+	db_exec(conn, "INSERT INTO first_delegation VALUES (3, 10, 1, 0, 0, 99)");
+	daemon_start(&d, db, NULL);
+	expect_rows(1, NULL);
+	expect_rows(2, "20:2000:0:0:2");
+	expect_rows(3, NULL);
+	stop_and_verify();
+}
+END_TEST
+
+/*
+ * The race the contract guards against: refresh A computes while B holds
+ * the address; a rollback deletes the first certificate and B writes the
+ * new first; then A finishes. A must not write its older answer. Returns
+ * address 1's rows for pool 10 afterwards.
+ */
+static char *race(const char *refresh_fn)
+{
+	PGconn *a = db_open(db), *b = db_open(db), *c = db_open(db);
+	db_exec(c, "SELECT rollupd.first_delegation_refresh('{1}')");
+
+	db_exec(b, "BEGIN");
+	db_exec(b, "SELECT rollupd.first_delegation_lock()");
+	db_exec(b, "SELECT 1 FROM first_delegation WHERE addr_id = 1 FOR UPDATE");
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT %s('{1}')", refresh_fn);
+	ck_assert(PQsendQuery(a, sql));
+	char wait_sql[256];
+	snprintf(wait_sql, sizeof(wait_sql), "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %d",
+	         PQbackendPID(a));
+	ck_assert_msg(db_wait_value(c, "Lock", 10.0, wait_sql), "refresh A never waited for a lock");
+
+	db_exec(c, "DELETE FROM delegation WHERE id = 1");
+	db_exec(b, "UPDATE first_delegation SET slot_no = 2000, delegation_id = 2 WHERE addr_id = 1");
+	db_exec(b, "COMMIT");
+
+	PGresult *r;
+	while ((r = PQgetResult(a)) != NULL) {
+		ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+	char *rows = db_value(c, ROWS_SQL, 1L);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(c);
+	return rows;
+}
+
+START_TEST(test_concurrent_refreshes_never_leave_an_older_answer)
+{
+	db_create_from("rollupd_fd_template", db, sizeof(db));
+	conn = db_open(db);
+	/* The naive form: compute, then upsert. It must lose this race, or the test proves nothing. */
+	db_exec(conn, "CREATE FUNCTION naive_refresh(keys bigint[]) RETURNS integer LANGUAGE sql AS $$"
+	              " INSERT INTO first_delegation SELECT * FROM rollupd.first_delegation_compute(keys)"
+	              " ON CONFLICT (addr_id, pool_hash_id) DO UPDATE SET slot_no = EXCLUDED.slot_no,"
+	              " delegation_id = EXCLUDED.delegation_id RETURNING 1 $$");
+	cert(1, 1, 10, 1000, 0, 0);
+	cert(2, 1, 10, 2000, 0, 0);
+	char *naive = race("naive_refresh");
+	ck_assert_str_eq(naive, "10:1000:0:0:1"); /* stale: certificate 1 is gone */
+	free(naive);
+
+	cert(1, 1, 10, 1000, 0, 0);
+	char *locked = race("rollupd.first_delegation_refresh");
+	ck_assert_str_eq(locked, "10:2000:0:0:2");
+	free(locked);
+	PQfinish(conn);
+	assert_fd_verified(db);
+}
+END_TEST
+
+/* ---- the page queries on generated data ---- */
+
+static char *slurp(const char *dir_env, const char *rel)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", getenv(dir_env), rel);
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "cannot read %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	size_t got = fread(buf, 1, (size_t)n, f);
+	buf[got] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The page queries' texts: the cache's (c) and the correlated subquery's (a). */
+static char *c_epoch, *c_pool, *a_epoch, *a_pool;
+
+/* One page as text, one line per row; *rows gets the row count. */
+static char *page(PGconn *c, const char *sql, int nparams, const char *const *params, int *rows)
+{
+	/* Unnamed statements, as API drivers send them: planned with the values. */
+	PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+	size_t cap = 64, len = 0;
+	char *out = malloc(cap);
+	out[0] = '\0';
+	for (int i = 0; i < PQntuples(r); i++)
+		for (int j = 0; j < PQnfields(r); j++) {
+			const char *v = PQgetvalue(r, i, j);
+			size_t need = len + strlen(v) + 2;
+			if (need > cap) {
+				while (cap < need)
+					cap *= 2;
+				out = realloc(out, cap);
+			}
+			len += (size_t)snprintf(out + len, cap - len, "%s%c", v, j + 1 < PQnfields(r) ? '|' : '\n');
+		}
+	*rows = PQntuples(r);
+	PQclear(r);
+	return out;
+}
+
+/* Every page of one endpoint, cache against correlated subquery; returns the rows seen. */
+static int compare_pages(PGconn *c, const char *cache, const char *subquery, const char *epoch, const char *pool,
+                         const char *size)
+{
+	int total = 0;
+	for (int p = 1;; p++) {
+		char pg[16];
+		snprintf(pg, sizeof(pg), "%d", p);
+		const char *with_pool[4] = {epoch, pool, pg, size};
+		const char *epoch_only[3] = {epoch, pg, size};
+		const char *const *params = pool ? with_pool : epoch_only;
+		int n = pool ? 4 : 3, got_rows, want_rows;
+		char *got = page(c, cache, n, params, &got_rows);
+		char *want = page(c, subquery, n, params, &want_rows);
+		ck_assert_msg(strcmp(got, want) == 0, "%s: epoch %s pool %s page %d size %s differs from the subquery",
+		              pool ? "pool_stakes" : "epoch_stakes", epoch, pool ? pool : "-", p, size);
+		free(got);
+		free(want);
+		total += got_rows;
+		if (got_rows == 0)
+			return total;
+	}
+}
+
+/* EXPLAIN of page 1 of a prepared page query, all lines. */
+static char *plan_of(PGconn *c, const char *query, const char *args)
+{
+	/* A new prepared statement, so EXPLAIN EXECUTE shows a plan for these values. */
+	static int n;
+	char name[32], sql[512];
+	snprintf(name, sizeof(name), "plan_%d", ++n);
+	PGresult *r = PQprepare(c, name, query, 0, NULL);
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+	PQclear(r);
+	snprintf(sql, sizeof(sql), "EXPLAIN EXECUTE %s(%s)", name, args);
+	r = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+	size_t len = 1;
+	for (int i = 0; i < PQntuples(r); i++)
+		len += strlen(PQgetvalue(r, i, 0)) + 1;
+	char *plan = calloc(1, len);
+	for (int i = 0; i < PQntuples(r); i++) {
+		strcat(plan, PQgetvalue(r, i, 0));
+		strcat(plan, "\n");
+	}
+	PQclear(r);
+	return plan;
+}
+
+static void assert_plan_uses(PGconn *c, const char *query, const char *args, const char *index)
+{
+	char *plan = plan_of(c, query, args);
+	ck_assert_msg(strstr(plan, index) != NULL && strstr(plan, "unique_epoch_stake") != NULL,
+	              "page 1 does not walk %s and probe unique_epoch_stake:\n%s", index, plan);
+	free(plan);
+}
+
+static void compare_all(PGconn *c)
+{
+	char *epoch = db_value(c, "SELECT max(epoch_no) FROM epoch_stake");
+	char *big = db_value(c, "SELECT view FROM pool_hash WHERE id = 1");
+	char *small = db_value(c, "SELECT view FROM pool_hash WHERE id = (SELECT max(pool_hash_id) FROM delegation)");
+	char *orphan = db_value(c, "SELECT view FROM pool_hash WHERE id = (SELECT max(id) FROM pool_hash)");
+	char *stakes = db_value(c, "SELECT count(*) FROM epoch_stake WHERE epoch_no = %s", epoch);
+
+	/* Every row of the epoch, in pages across the boundary between
+	 * delegated stakes and stakes no delegation explains. */
+	ck_assert_int_eq(compare_pages(c, c_epoch, a_epoch, epoch, NULL, "1000"), atoi(stakes));
+	compare_pages(c, c_pool, a_pool, epoch, big, "500");
+	compare_pages(c, c_pool, a_pool, epoch, small, "7");
+	ck_assert_int_gt(compare_pages(c, c_pool, a_pool, epoch, orphan, "3"), 0);
+
+	/* Page 1 walks the seniority indexes and probes epoch_stake by its unique key. */
+	char args[128];
+	snprintf(args, sizeof(args), "%s, 1, 100", epoch);
+	assert_plan_uses(c, c_epoch, args, "first_delegation_seniority_idx");
+	snprintf(args, sizeof(args), "%s, '%s', 1, 100", epoch, big);
+	assert_plan_uses(c, c_pool, args, "first_delegation_pool_seniority_idx");
+	free(epoch);
+	free(big);
+	free(small);
+	free(orphan);
+	free(stakes);
+}
+
+START_TEST(test_page_queries_equal_the_subquery_with_either_key_order)
+{
+	db_create_from("rollupd_fd_gen_template", db, sizeof(db));
+	conn = db_open(db);
+	/* The daemon's start-up reconcile builds the empty cache in one pass. */
+	daemon_start(&d, db, NULL);
+	ck_assert_int_eq(daemon_log_count(&d, "reconcile done rollup=first_delegation"), 1);
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	char *rows = db_value(conn, "SELECT count(*) > 20000 FROM first_delegation");
+	ck_assert_str_eq(rows, "t");
+	free(rows);
+	assert_fd_verified(db);
+
+	c_epoch = slurp("ROLLUPD_SQL", "first_delegation/queries/epoch_stakes.sql");
+	c_pool = slurp("ROLLUPD_SQL", "first_delegation/queries/pool_stakes.sql");
+	a_epoch = slurp("ROLLUPD_BENCH", "first_delegation/baseline/epoch_stakes_subquery.sql");
+	a_pool = slurp("ROLLUPD_BENCH", "first_delegation/baseline/pool_stakes_subquery.sql");
+
+	/* The template has the newer key order, (addr_id, pool_id, epoch_no). */
+	compare_all(conn);
+	db_exec(conn, "DROP INDEX unique_epoch_stake");
+	db_exec(conn, "CREATE UNIQUE INDEX unique_epoch_stake ON epoch_stake (epoch_no, addr_id, pool_id)");
+	db_exec(conn, "ANALYZE epoch_stake");
+	compare_all(conn);
+	free(c_epoch);
+	free(c_pool);
+	free(a_epoch);
+	free(a_pool);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_install_is_idempotent_and_uninstall_complete)
+{
+	db_create_from("rollupd_fd_template", db, sizeof(db));
+	conn = db_open(db);
+	cert(1, 1, 10, 1000, 0, 0);
+	db_exec(conn, "SELECT rollupd.first_delegation_refresh('{1}')");
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/install.sql' >/dev/null 2>&1",
+	         db_conninfo(db), getenv("ROLLUPD_SQL"));
+	ck_assert_int_eq(system(cmd), 0);
+	expect_rows(1, "10:1000:0:0:1"); /* a re-install keeps the cache */
+	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%'");
+	ck_assert_str_eq(n, "3");
+	free(n);
+
+	snprintf(cmd, sizeof(cmd), "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/uninstall.sql' >/dev/null 2>&1",
+	         db_conninfo(db), getenv("ROLLUPD_SQL"));
+	ck_assert_int_eq(system(cmd), 0);
+	char *left = db_value(conn, "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%')"
+	                            " + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'first_delegation%%')"
+	                            " + (SELECT count(*) FROM pg_class WHERE relname LIKE 'first_delegation%%')"
+	                            " + (SELECT count(*) FROM pg_namespace WHERE nspname = 'rollupd')");
+	ck_assert_str_eq(left, "0");
+	free(left);
+	/* db-sync's own index on delegation(addr_id) stays. */
+	char *idx = db_value(conn, "SELECT count(*) FROM pg_class WHERE relname = 'idx_delegation_addr_id'");
+	ck_assert_str_eq(idx, "1");
+	free(idx);
+	PQfinish(conn);
+}
+END_TEST
+
+Suite *first_delegation_suite(void)
+{
+	Suite *s = suite_create("first_delegation");
+	TCase *tc = tcase_create("cache");
+	tcase_add_test(tc, test_first_delegation_appears);
+	tcase_add_test(tc, test_redelegation_adds_a_pair_and_keeps_the_first);
+	tcase_add_test(tc, test_return_to_an_earlier_pool_keeps_seniority);
+	tcase_add_test(tc, test_same_slot_orders_by_block_index_then_cert_index);
+	tcase_add_test(tc, test_rollback_moves_or_removes_rows_and_replay_restores);
+	tcase_add_test(tc, test_out_of_order_certificates_converge);
+	tcase_add_test(tc, test_changes_while_stopped_are_caught_up);
+	tcase_add_test(tc, test_concurrent_refreshes_never_leave_an_older_answer);
+	tcase_add_test(tc, test_page_queries_equal_the_subquery_with_either_key_order);
+	tcase_add_test(tc, test_install_is_idempotent_and_uninstall_complete);
+	suite_add_tcase(s, tc);
+	return s;
+}
