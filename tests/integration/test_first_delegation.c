@@ -30,20 +30,24 @@ static void start_empty(void)
 /* One certificate: its block (one per slot) and transaction are created when missing. */
 static void cert(long id, long addr, long pool, long slot, int block_index, int cert_index)
 {
-	db_exec(conn, "INSERT INTO block (id, slot_no, block_no, epoch_no) VALUES (%ld, %ld, %ld, 300)"
-	              " ON CONFLICT DO NOTHING", slot, slot, slot);
-	db_exec(conn, "INSERT INTO tx (id, block_id, block_index) SELECT n, %ld, %d"
-	              " FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM tx) AS next"
-	              " WHERE NOT EXISTS (SELECT 1 FROM tx WHERE block_id = %ld AND block_index = %d)",
+	db_exec(conn,
+	        "INSERT INTO block (id, slot_no, block_no, epoch_no) VALUES (%ld, %ld, %ld, 300)"
+	        " ON CONFLICT DO NOTHING",
+	        slot, slot, slot);
+	db_exec(conn,
+	        "INSERT INTO tx (id, block_id, block_index) SELECT n, %ld, %d"
+	        " FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM tx) AS next"
+	        " WHERE NOT EXISTS (SELECT 1 FROM tx WHERE block_id = %ld AND block_index = %d)",
 	        slot, block_index, slot, block_index);
-	db_exec(conn, "INSERT INTO delegation (id, addr_id, cert_index, pool_hash_id, active_epoch_no, tx_id, slot_no)"
-	              " SELECT %ld, %ld, %d, %ld, 302, t.id, %ld FROM tx t WHERE t.block_id = %ld AND t.block_index = %d",
+	db_exec(conn,
+	        "INSERT INTO delegation (id, addr_id, cert_index, pool_hash_id, active_epoch_no, tx_id, slot_no)"
+	        " SELECT %ld, %ld, %d, %ld, 302, t.id, %ld FROM tx t WHERE t.block_id = %ld AND t.block_index = %d",
 	        id, addr, cert_index, pool, slot, slot, block_index);
 }
 
 /* An address's cache rows as "pool:slot:block_index:cert_index:delegation_id,...", NULL when none. */
-#define ROWS_SQL                                                                                               \
-	"SELECT string_agg(concat_ws(':', pool_hash_id, slot_no, block_index, cert_index, delegation_id), ','"     \
+#define ROWS_SQL                                                                                                       \
+	"SELECT string_agg(concat_ws(':', pool_hash_id, slot_no, block_index, cert_index, delegation_id), ','"         \
 	" ORDER BY pool_hash_id) FROM first_delegation WHERE addr_id = %ld"
 
 static void expect_rows(long addr, const char *rows)
@@ -58,12 +62,11 @@ static void expect_rows(long addr, const char *rows)
 }
 
 /* The definition written another way: row_number over each pair's certificates. */
-static const char ORACLE[] =
-    "SELECT addr_id, pool_hash_id, slot_no, block_index, cert_index, id FROM ("
-    "  SELECT d.addr_id, d.pool_hash_id, d.slot_no, t.block_index, d.cert_index, d.id,"
-    "         row_number() OVER (PARTITION BY d.addr_id, d.pool_hash_id"
-    "                            ORDER BY d.slot_no, t.block_index, d.cert_index, d.id) AS n"
-    "    FROM delegation d JOIN tx t ON t.id = d.tx_id) AS s WHERE n = 1";
+static const char ORACLE[] = "SELECT addr_id, pool_hash_id, slot_no, block_index, cert_index, id FROM ("
+                             "  SELECT d.addr_id, d.pool_hash_id, d.slot_no, t.block_index, d.cert_index, d.id,"
+                             "         row_number() OVER (PARTITION BY d.addr_id, d.pool_hash_id"
+                             "                            ORDER BY d.slot_no, t.block_index, d.cert_index, d.id) AS n"
+                             "    FROM delegation d JOIN tx t ON t.id = d.tx_id) AS s WHERE n = 1";
 
 /* rollupd --verify reports 0 mismatches, and the oracle agrees row for row. */
 static void assert_fd_verified(const char *name)
@@ -74,8 +77,9 @@ static void assert_fd_verified(const char *name)
 	ck_assert_msg(code == 0 && strstr(out, "mismatches=0") != NULL, "verify exit=%d output: %s", code, out);
 
 	PGconn *c = db_open(name);
-	char *diff = db_value(c, "SELECT count(*) FROM ((%s EXCEPT SELECT * FROM first_delegation)"
-	                         " UNION ALL (SELECT * FROM first_delegation EXCEPT %s)) AS x",
+	char *diff = db_value(c,
+	                      "SELECT count(*) FROM ((%s EXCEPT SELECT * FROM first_delegation)"
+	                      " UNION ALL (SELECT * FROM first_delegation EXCEPT %s)) AS x",
 	                      ORACLE, ORACLE);
 	ck_assert_str_eq(diff, "0");
 	free(diff);
@@ -135,11 +139,11 @@ START_TEST(test_same_slot_orders_by_block_index_then_cert_index)
 	db_exec(conn, "INSERT INTO block (id, slot_no, block_no, epoch_no) VALUES (5000, 5000, 5000, 300)");
 	db_exec(conn, "INSERT INTO tx (id, block_id, block_index) VALUES (1, 5000, 7), (2, 5000, 3)");
 	db_exec(conn, "INSERT INTO delegation (id, addr_id, cert_index, pool_hash_id, active_epoch_no, tx_id, slot_no)"
-	              " VALUES (11, 1, 0, 10, 302, 1, 5000),"   /* block_index 7 */
-	              "        (12, 1, 1, 10, 302, 2, 5000),"   /* block_index 3, cert 1 */
-	              "        (13, 1, 0, 10, 302, 2, 5000),"   /* block_index 3, cert 0: the first */
-	              "        (14, 2, 2, 20, 302, 2, 5000),"   /* address 2: cert 2 ... */
-	              "        (15, 2, 1, 20, 302, 2, 5000)");  /* ... and cert 1, same transaction */
+	              " VALUES (11, 1, 0, 10, 302, 1, 5000),"  /* block_index 7 */
+	              "        (12, 1, 1, 10, 302, 2, 5000),"  /* block_index 3, cert 1 */
+	              "        (13, 1, 0, 10, 302, 2, 5000),"  /* block_index 3, cert 0: the first */
+	              "        (14, 2, 2, 20, 302, 2, 5000),"  /* address 2: cert 2 ... */
+	              "        (15, 2, 1, 20, 302, 2, 5000)"); /* ... and cert 1, same transaction */
 	expect_rows(1, "10:5000:3:0:13");
 	expect_rows(2, "20:5000:3:1:15");
 	stop_and_verify();
@@ -462,7 +466,8 @@ START_TEST(test_install_is_idempotent_and_uninstall_complete)
 	cert(1, 1, 10, 1000, 0, 0);
 	db_exec(conn, "SELECT rollupd.first_delegation_refresh('{1}')");
 	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/install.sql' >/dev/null 2>&1",
+	snprintf(cmd, sizeof(cmd),
+	         "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/install.sql' >/dev/null 2>&1",
 	         db_conninfo(db), getenv("ROLLUPD_SQL"));
 	ck_assert_int_eq(system(cmd), 0);
 	expect_rows(1, "10:1000:0:0:1"); /* a re-install keeps the cache */
@@ -470,7 +475,8 @@ START_TEST(test_install_is_idempotent_and_uninstall_complete)
 	ck_assert_str_eq(n, "3");
 	free(n);
 
-	snprintf(cmd, sizeof(cmd), "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/uninstall.sql' >/dev/null 2>&1",
+	snprintf(cmd, sizeof(cmd),
+	         "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/uninstall.sql' >/dev/null 2>&1",
 	         db_conninfo(db), getenv("ROLLUPD_SQL"));
 	ck_assert_int_eq(system(cmd), 0);
 	char *left = db_value(conn, "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%')"
