@@ -126,6 +126,8 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
 	/* The old array stays intact until the new one is complete. */
 	for (size_t i = 0; i < cat->n_channels; i++) {
 		const struct catalog_channel *cc = &cat->channels[i];
+		if (cc->queue)
+			continue; /* its keys wait in the database, not here */
 		size_t j = find_index(b, cc->name);
 		if (j < b->n_channels && b->channels[j]->key_type == cc->key_type) {
 			/* Kept: pending keys stay; the refresh function may have changed. */

@@ -13,11 +13,23 @@
 #include "log.h"
 
 const char CATALOG_QUERY[] =
-    "SELECT r.name, r.key_type, r.reconcile_fn, r.verify_fn, c.channel, c.key_type, c.refresh_fn"
+    "SELECT r.name, r.key_type, r.reconcile_fn, r.verify_fn, c.channel, c.key_type, c.refresh_fn,"
+    /* A catalog from before delivery modes has no such column: notify. */
+    " coalesce(to_jsonb(c) ->> 'delivery', 'notify')"
     " FROM rollupd.rollup r LEFT JOIN rollupd.channel c ON c.rollup = r.name"
     " ORDER BY r.name, c.channel";
 
-enum { COL_NAME, COL_KEY_TYPE, COL_RECONCILE, COL_VERIFY, COL_CHANNEL, COL_CHANNEL_KEY_TYPE, COL_REFRESH, NCOLS };
+enum {
+	COL_NAME,
+	COL_KEY_TYPE,
+	COL_RECONCILE,
+	COL_VERIFY,
+	COL_CHANNEL,
+	COL_CHANNEL_KEY_TYPE,
+	COL_REFRESH,
+	COL_DELIVERY,
+	NCOLS
+};
 
 static bool part_valid(const char *s, size_t len)
 {
@@ -185,6 +197,7 @@ static int build_channel(const PGresult *res, int row, const char *rollup, struc
 	out->name = strdup(name);
 	out->rollup = strdup(rollup);
 	out->refresh_sql = sql_printf("SELECT %s($1::%s[])", refresh, key_type_name(out->key_type));
+	out->queue = strcmp(PQgetvalue(res, row, COL_DELIVERY), "queue") == 0;
 	if (out->name == NULL || out->rollup == NULL || out->refresh_sql == NULL) {
 		channel_free(out);
 		return -1;

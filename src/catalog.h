@@ -25,6 +25,7 @@ struct catalog_channel {
 	char *rollup; /* owning rollup's name */
 	enum key_type key_type;
 	char *refresh_sql; /* $1 array literal -> rows written */
+	bool queue;        /* queue-mode delivery: keys wait in rollupd.queue, NOTIFY only rings */
 };
 
 struct catalog {

@@ -53,13 +53,16 @@ static const struct key_spec keys[] = {
     INT_KEY("reconcile", "chunk_keys", reconcile_chunk_keys, 1, 1000000, 1000),
     BOOL_KEY("reconcile", "on_connect", reconcile_on_connect, 1),
     INT_KEY("reconcile", "interval_s", reconcile_interval_s, 0, 31536000, 0),
+    INT_KEY("queue", "poll_ms", queue_poll_ms, 0, 3600000, 1000),
+    INT_KEY("queue", "stats_interval_s", queue_stats_interval_s, 0, 86400, 10),
+    INT_KEY("queue", "parallel", queue_parallel, 1, 64, 2),
     {"log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info"},
     INT_KEY("daemon", "shutdown_timeout_ms", shutdown_timeout_ms, 0, 3600000, 10000),
     STR_KEY("daemon", "pidfile", pidfile, NULL),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"database", "batch", "reconcile", "log", "daemon"};
+static const char *const sections[] = {"database", "batch", "reconcile", "queue", "log", "daemon"};
 
 static void set_error(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -37,6 +37,11 @@ struct config {
 	bool reconcile_on_connect;
 	int reconcile_interval_s;
 
+	/* queue */
+	int queue_poll_ms;
+	int queue_stats_interval_s;
+	int queue_parallel;
+
 	/* rollups: NULL means every rollup registered in the database */
 	char **rollups;
 	size_t n_rollups;

@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "queue.h"
 #include "sdnotify.h"
 
 enum engine_phase {
@@ -46,8 +47,9 @@ struct walk {
 struct job {
 	struct engine *e;
 	struct pool_worker *w;
-	struct batch *batch; /* a refresh */
-	char *rollup;        /* a reconcile chunk: walks are found by name, they may be rebuilt meanwhile */
+	struct batch *batch;    /* a refresh */
+	struct queue_job *qjob; /* a queue step */
+	char *rollup;           /* a reconcile chunk: walks are found by name, they may be rebuilt meanwhile */
 	ev_tstamp started;
 };
 
@@ -59,6 +61,7 @@ struct engine {
 
 	struct listener *listener;
 	struct batcher *batcher;
+	struct queues *queues;
 	struct pool *pool;
 	struct catalog catalog;
 	struct walk *walks;
@@ -99,6 +102,19 @@ static struct batch_policy policy_from(const struct config *cfg)
 	};
 }
 
+static struct queue_policy queue_policy_from(const struct config *cfg)
+{
+	return (struct queue_policy){
+	    .max_keys = (size_t)cfg->batch_max_keys,
+	    .window_s = cfg->batch_window_ms / 1000.0,
+	    .poll_s = cfg->queue_poll_ms / 1000.0,
+	    .stats_s = cfg->queue_stats_interval_s,
+	    .parallel = (unsigned)cfg->queue_parallel,
+	    .retry_min_ms = (uint32_t)cfg->retry_min_ms,
+	    .retry_max_ms = (uint32_t)cfg->retry_max_ms,
+	};
+}
+
 static void report_status(struct engine *e)
 {
 	char status[256];
@@ -129,8 +145,10 @@ static void walk_free(struct walk *w)
 	free(w->after);
 }
 
-static void walk_begin(struct engine *e, struct walk *w, bool catch_up)
+/* `reason` is "catch-up" (readiness waits for it), "interval" or "queue-truncated". */
+static void walk_begin(struct engine *e, struct walk *w, const char *reason)
 {
+	bool catch_up = strcmp(reason, "catch-up") == 0;
 	if (w->in_flight) {
 		w->restart = true; /* the chunk in flight predates this start */
 	} else {
@@ -145,7 +163,7 @@ static void walk_begin(struct engine *e, struct walk *w, bool catch_up)
 	w->chunks = 0;
 	w->retry_at = 0;
 	backoff_reset(&w->retry);
-	log_info("reconcile started rollup=%s reason=%s", w->rollup, catch_up ? "catch-up" : "interval");
+	log_info("reconcile started rollup=%s reason=%s", w->rollup, reason);
 }
 
 /* Rebuild the walk list for a new catalog, keeping the state of kept rollups. */
@@ -353,6 +371,105 @@ static bool start_reconcile(struct engine *e, struct pool_worker *pw, ev_tstamp 
 	return false;
 }
 
+static const char QUEUE_DRAIN_SQL[] = "SELECT taken, written, truncated FROM rollupd.queue_drain($1, $2)";
+static const char QUEUE_REARM_SQL[] = "SELECT CASE WHEN rollupd.queue_rearm($1) THEN 1 ELSE 0 END";
+static const char QUEUE_STATS_SQL[] = "SELECT depth, round(oldest_ms) FROM rollupd.queue_stats($1)";
+
+static const char *step_name(enum queue_step step)
+{
+	switch (step) {
+	case QUEUE_DRAIN:
+		return "drain";
+	case QUEUE_REARM:
+		return "rearm";
+	case QUEUE_LAST_LOOK:
+		return "last-look";
+	case QUEUE_STATS:
+		return "stats";
+	}
+	return "?";
+}
+
+static void on_queue_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct job *job = arg;
+	struct engine *e = job->e;
+	struct queue_job *q = job->qjob;
+	double ms = (ev_now(e->loop) - job->started) * 1000.0;
+	int want_cols = q->step == QUEUE_REARM ? 1 : q->step == QUEUE_STATS ? 2 : 3;
+	(void)c;
+
+	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) != want_cols))
+		error = "unexpected result shape";
+	if (error != NULL) {
+		char channel[64];
+		enum queue_step step = q->step;
+		snprintf(channel, sizeof(channel), "%s", q->channel);
+		uint32_t delay = queues_complete(e->queues, q, false, 0, 0);
+		log_warning("queue %s failed channel=%s ms=%.0f error=\"%s\" retry_in_ms=%u (the keys stay queued)",
+		            step_name(step), channel, ms, error, delay);
+		job_end(job);
+		return;
+	}
+	const struct queue_channel *ch = queues_find(e->queues, q->channel);
+	if (q->step == QUEUE_STATS) {
+		log_info("queue channel=%s depth=%s oldest_ms=%s drained_keys=%llu rings=%llu", q->channel,
+		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), ch ? (unsigned long long)ch->keys_drained : 0ULL,
+		         ch ? (unsigned long long)ch->rings : 0ULL);
+		queues_complete(e->queues, q, true, 0, 0);
+		job_end(job);
+		return;
+	}
+	long taken = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	long written = q->step == QUEUE_REARM ? 0 : strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	bool truncated = q->step != QUEUE_REARM && strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	if (q->step == QUEUE_REARM)
+		log_debug("queue rearm channel=%s armed=%s ms=%.1f", q->channel,
+		          taken ? "yes" : "no (writer in flight)", ms);
+	else
+		log_debug("queue %s channel=%s keys=%ld rows=%ld ms=%.1f", step_name(q->step), q->channel, taken,
+		          written, ms);
+	if (truncated) {
+		struct walk *w = find_walk(e, q->rollup);
+		log_warning(
+		    "queue of channel=%s was emptied by a crash (its sentinel row is gone); reconciling rollup=%s",
+		    q->channel, q->rollup);
+		if (w != NULL && e->phase != PHASE_STOPPING)
+			walk_begin(e, w, "queue-truncated");
+	}
+	queues_complete(e->queues, q, true, taken, written);
+	job_end(job);
+}
+
+static bool start_queue_step(struct engine *e, struct pool_worker *w, ev_tstamp now)
+{
+	if (e->phase == PHASE_STOPPING)
+		return false; /* queued keys wait in the database for the next start */
+	struct queue_job *q = queues_take(e->queues, now);
+	if (q == NULL)
+		return false;
+	struct job *job = job_new(e, w);
+	if (job == NULL) {
+		queues_complete(e->queues, q, false, 0, 0);
+		return false;
+	}
+	job->qjob = q;
+	char max_keys[16];
+	snprintf(max_keys, sizeof(max_keys), "%d", e->cfg->batch_max_keys);
+	const char *params[2] = {q->channel, max_keys};
+	const char *sql = q->step == QUEUE_REARM   ? QUEUE_REARM_SQL
+	                  : q->step == QUEUE_STATS ? QUEUE_STATS_SQL
+	                                           : QUEUE_DRAIN_SQL;
+	int nparams = q->step == QUEUE_DRAIN || q->step == QUEUE_LAST_LOOK ? 2 : 1;
+	if (pgconn_query(w->conn, sql, nparams, params, on_queue_done, job) != 0) {
+		queues_complete(e->queues, q, false, 0, 0);
+		pool_release(e->pool, w);
+		free(job);
+		return false;
+	}
+	return true;
+}
+
 /* The earliest reconcile retry still to come, or 0. */
 static ev_tstamp next_walk_retry(const struct engine *e, ev_tstamp now)
 {
@@ -385,6 +502,13 @@ static void finish_stop(struct engine *e, const char *how)
 		    ch->name, (unsigned long long)ch->keys_received, (unsigned long long)ch->keys_malformed,
 		    (unsigned long long)ch->keys_refreshed, (unsigned long long)ch->rows_written,
 		    (unsigned long long)ch->batches_ok, (unsigned long long)ch->batches_failed);
+	const struct queue_channel *qc;
+	for (size_t i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		log_info("totals channel=%s delivery=queue rings=%llu drains=%llu keys_drained=%llu rows_written=%llu"
+		         " failures=%llu",
+		         qc->name, (unsigned long long)qc->rings, (unsigned long long)qc->drains,
+		         (unsigned long long)qc->keys_drained, (unsigned long long)qc->rows_written,
+		         (unsigned long long)qc->failures);
 
 	size_t pending = batcher_pending(e->batcher);
 	if (pending > 0)
@@ -412,7 +536,7 @@ static void dispatch(struct engine *e)
 			bool reconcile_first = (e->turn++ & 1) != 0;
 			if (reconcile_first && start_reconcile(e, w, now))
 				continue;
-			if (start_refresh(e, w, now))
+			if (start_refresh(e, w, now) || start_queue_step(e, w, now))
 				continue;
 			if (!reconcile_first && start_reconcile(e, w, now))
 				continue;
@@ -436,9 +560,25 @@ static void dispatch(struct engine *e)
 
 /* ---- callbacks from the listener, the pool and timers ---- */
 
+/* Notifications sent while nobody listened are lost, queued keys are not: a
+ * rollup whose channels all use queue mode needs no catch-up walk. */
+static bool needs_catch_up(const struct catalog *cat, const char *rollup)
+{
+	bool any = false;
+	for (size_t i = 0; i < cat->n_channels; i++) {
+		if (strcmp(cat->channels[i].rollup, rollup) != 0)
+			continue;
+		if (!cat->channels[i].queue)
+			return true;
+		any = true;
+	}
+	return !any;
+}
+
 static void on_listening(struct catalog *cat, bool new_session, void *arg)
 {
 	struct engine *e = arg;
+	queues_set_channels(e->queues, cat, new_session);
 	size_t dropped = batcher_set_channels(e->batcher, cat);
 	if (dropped > 0)
 		log_warning("pending keys dropped with channels no longer configured keys=%zu", dropped);
@@ -453,8 +593,8 @@ static void on_listening(struct catalog *cat, bool new_session, void *arg)
 		bool is_new = catalog_find_rollup(&old, w->rollup) == NULL;
 		/* Notifications sent while nobody listened are lost: reconcile what
 		 * this session (or this reload) just started listening for. */
-		if ((new_session || is_new) && e->cfg->reconcile_on_connect)
-			walk_begin(e, w, true);
+		if ((new_session || is_new) && e->cfg->reconcile_on_connect && needs_catch_up(&e->catalog, w->rollup))
+			walk_begin(e, w, "catch-up");
 	}
 	catalog_free(&old);
 	update_readiness(e);
@@ -482,6 +622,22 @@ static void on_listener_down(const char *reason, bool was_up, uint32_t failures,
 }
 
 static void on_keys(void *arg)
+{
+	dispatch(arg);
+}
+
+static bool on_ring(const char *channel, void *arg)
+{
+	struct engine *e = arg;
+	struct queue_channel *ch = queues_find(e->queues, channel);
+	if (ch == NULL)
+		return false;
+	queues_ring(e->queues, ch);
+	dispatch(e);
+	return true;
+}
+
+static void on_queue_due(void *arg)
 {
 	dispatch(arg);
 }
@@ -531,7 +687,7 @@ static void reconcile_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	if (e->phase != PHASE_STOPPING && listener_listening(e->listener)) {
 		for (size_t i = 0; i < e->n_walks; i++)
 			if (!e->walks[i].active)
-				walk_begin(e, &e->walks[i], false);
+				walk_begin(e, &e->walks[i], "interval");
 	}
 	dispatch(e);
 }
@@ -558,12 +714,17 @@ struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_re
 
 	struct batch_policy policy = policy_from(cfg);
 	struct pgconn_settings settings = settings_from(cfg);
-	struct listener_handler lh = {
-	    .on_listening = on_listening, .on_down = on_listener_down, .on_keys = on_keys, .arg = e};
+	struct listener_handler lh = {.on_listening = on_listening,
+	                              .on_down = on_listener_down,
+	                              .on_keys = on_keys,
+	                              .on_ring = on_ring,
+	                              .arg = e};
+	struct queue_policy qpolicy = queue_policy_from(cfg);
 	struct pool_handler ph = {.on_ready = on_worker_ready, .on_down = on_worker_down, .arg = e};
 
 	e->batcher = batcher_new(loop, &policy, on_batches_due, e);
-	e->pool = e->batcher ? pool_new(loop, &settings, (size_t)cfg->pool_size, &ph) : NULL;
+	e->queues = e->batcher ? queues_new(loop, &qpolicy, on_queue_due, e) : NULL;
+	e->pool = e->queues ? pool_new(loop, &settings, (size_t)cfg->pool_size, &ph) : NULL;
 	e->listener = e->pool ? listener_new(loop, &settings, cfg, e->batcher, &lh) : NULL;
 	if (e->listener == NULL) {
 		engine_free(e);
@@ -591,6 +752,7 @@ void engine_free(struct engine *e)
 		pool_stop(e->pool);
 	pool_free(e->pool);
 	batcher_free(e->batcher);
+	queues_free(e->queues);
 	for (size_t i = 0; i < e->n_walks; i++)
 		walk_free(&e->walks[i]);
 	free(e->walks);
@@ -636,6 +798,8 @@ void engine_reload(struct engine *e, struct config *cfg)
 	e->cfg = cfg;
 	log_set_level(cfg->log_level);
 	batcher_set_policy(e->batcher, &policy);
+	struct queue_policy qpolicy = queue_policy_from(cfg);
+	queues_set_policy(e->queues, &qpolicy);
 	pool_update(e->pool, &settings);
 	pool_resize(e->pool, (size_t)cfg->pool_size);
 	listener_reload(e->listener, cfg, &settings);

@@ -153,6 +153,8 @@ static void on_notify(struct pgconn *c, const char *channel, const char *payload
 	(void)c;
 
 	l->notifications++;
+	if (l->handler.on_ring != NULL && l->handler.on_ring(channel, l->handler.arg))
+		return;
 	struct batch_channel *ch = batcher_find(l->batcher, channel);
 	if (ch == NULL) {
 		l->unknown_channel++;

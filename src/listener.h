@@ -27,6 +27,9 @@ struct listener_handler {
 	void (*on_down)(const char *reason, bool was_up, uint32_t failures, void *arg);
 	/* Keys were added to the batcher. */
 	void (*on_keys)(void *arg);
+	/* A notification on `channel`: true when it is a queue-mode channel's
+	 * doorbell (its payload carries no keys), handled by the callee. */
+	bool (*on_ring)(const char *channel, void *arg);
 	void *arg;
 };
 

@@ -209,13 +209,13 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM rollupd.notify_keys('eth_user_balances_wallet',
+        PERFORM rollupd.signal_keys('eth_user_balances_wallet',
                                     ARRAY(SELECT DISTINCT lower(n.wallet) FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM rollupd.notify_keys('eth_user_balances_wallet',
+        PERFORM rollupd.signal_keys('eth_user_balances_wallet',
                                     ARRAY(SELECT DISTINCT lower(o.wallet) FROM old_rows o));
     ELSE
-        PERFORM rollupd.notify_keys('eth_user_balances_wallet', ARRAY(
+        PERFORM rollupd.signal_keys('eth_user_balances_wallet', ARRAY(
             SELECT lower(n.wallet)
               FROM new_rows n LEFT JOIN old_rows o ON o.wallet = n.wallet
              WHERE o.wallet IS NULL OR o.balance IS DISTINCT FROM n.balance
@@ -236,13 +236,13 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM rollupd.notify_keys('eth_user_balances_user',
+        PERFORM rollupd.signal_keys('eth_user_balances_user',
                                     ARRAY(SELECT DISTINCT n.user_id::text FROM new_rows n WHERE n.chain = 'eth'));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM rollupd.notify_keys('eth_user_balances_user',
+        PERFORM rollupd.signal_keys('eth_user_balances_user',
                                     ARRAY(SELECT DISTINCT o.user_id::text FROM old_rows o WHERE o.chain = 'eth'));
     ELSE
-        PERFORM rollupd.notify_keys('eth_user_balances_user', ARRAY(
+        PERFORM rollupd.signal_keys('eth_user_balances_user', ARRAY(
             SELECT DISTINCT x.user_id::text
               FROM (SELECT o.user_id, n.user_id AS new_user_id
                       FROM old_rows o JOIN new_rows n ON n.id = o.id
@@ -269,13 +269,13 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM rollupd.notify_keys('eth_user_balances_user',
+        PERFORM rollupd.signal_keys('eth_user_balances_user',
                                     ARRAY(SELECT DISTINCT n.user_id::text FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM rollupd.notify_keys('eth_user_balances_user',
+        PERFORM rollupd.signal_keys('eth_user_balances_user',
                                     ARRAY(SELECT DISTINCT o.user_id::text FROM old_rows o));
     ELSE
-        PERFORM rollupd.notify_keys('eth_user_balances_user', ARRAY(
+        PERFORM rollupd.signal_keys('eth_user_balances_user', ARRAY(
             SELECT n.user_id::text
               FROM new_rows n
               LEFT JOIN old_rows o ON o.user_id = n.user_id AND o.txhash = n.txhash
@@ -352,5 +352,19 @@ VALUES ('eth_user_balances_user', 'eth_user_balances', 'bigint', 'rollupd.eth_us
        ('eth_user_balances_wallet', 'eth_user_balances', 'text', 'rollupd.eth_user_balances_refresh_wallets')
 ON CONFLICT (channel) DO UPDATE
     SET rollup = EXCLUDED.rollup, key_type = EXCLUDED.key_type, refresh_fn = EXCLUDED.refresh_fn;
+
+-- Delivery, chosen at install time (DESIGN.md, "Delivery"):
+--     psql -v delivery=queue [-v queue_table=unlogged|logged] -f install.sql
+-- Without -v delivery, a new install uses notify mode and a re-install keeps
+-- the channels' current mode.
+\if :{?delivery}
+\if :{?queue_table}
+\else
+\set queue_table unlogged
+\endif
+\o /dev/null
+SELECT rollupd.set_delivery(c, :'delivery', :'queue_table') FROM unnest(ARRAY['eth_user_balances_user', 'eth_user_balances_wallet']) AS c;
+\o
+\endif
 
 COMMIT;

@@ -15,6 +15,7 @@ DROP TRIGGER IF EXISTS rollupd_eub_insert ON users;
 DROP TRIGGER IF EXISTS rollupd_eub_update ON users;
 DROP TRIGGER IF EXISTS rollupd_eub_delete ON users;
 
+DROP TABLE IF EXISTS rollupd.queue_eth_user_balances_user, rollupd.queue_eth_user_balances_wallet;
 DROP VIEW IF EXISTS v_user_balances;
 DROP TABLE IF EXISTS eth_user_balances;
 DROP INDEX IF EXISTS users_lower_wallet_idx;
@@ -24,6 +25,8 @@ DO $$
 BEGIN
     IF to_regclass('rollupd.rollup') IS NOT NULL THEN
         DELETE FROM rollupd.rollup WHERE name = 'eth_user_balances';
+        DELETE FROM rollupd.queue_sentinel
+         WHERE channel IN ('eth_user_balances_user', 'eth_user_balances_wallet');
     END IF;
 END
 $$;

@@ -217,13 +217,13 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM rollupd.notify_keys('first_delegation_addr',
+        PERFORM rollupd.signal_keys('first_delegation_addr',
                                     ARRAY(SELECT DISTINCT n.addr_id::text FROM new_rows n));
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM rollupd.notify_keys('first_delegation_addr',
+        PERFORM rollupd.signal_keys('first_delegation_addr',
                                     ARRAY(SELECT DISTINCT o.addr_id::text FROM old_rows o));
     ELSE
-        PERFORM rollupd.notify_keys('first_delegation_addr', ARRAY(
+        PERFORM rollupd.signal_keys('first_delegation_addr', ARRAY(
             SELECT x.addr_id::text
               FROM old_rows o
               JOIN new_rows n ON n.id = o.id
@@ -264,5 +264,19 @@ INSERT INTO rollupd.channel (channel, rollup, key_type, refresh_fn)
 VALUES ('first_delegation_addr', 'first_delegation', 'bigint', 'rollupd.first_delegation_refresh')
 ON CONFLICT (channel) DO UPDATE
     SET rollup = EXCLUDED.rollup, key_type = EXCLUDED.key_type, refresh_fn = EXCLUDED.refresh_fn;
+
+-- Delivery, chosen at install time (DESIGN.md, "Delivery"):
+--     psql -v delivery=queue [-v queue_table=unlogged|logged] -f install.sql
+-- Without -v delivery, a new install uses notify mode and a re-install keeps
+-- the channels' current mode.
+\if :{?delivery}
+\if :{?queue_table}
+\else
+\set queue_table unlogged
+\endif
+\o /dev/null
+SELECT rollupd.set_delivery(c, :'delivery', :'queue_table') FROM unnest(ARRAY['first_delegation_addr']) AS c;
+\o
+\endif
 
 COMMIT;

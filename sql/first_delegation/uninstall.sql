@@ -10,6 +10,7 @@ DROP TRIGGER IF EXISTS rollupd_fd_insert ON delegation;
 DROP TRIGGER IF EXISTS rollupd_fd_update ON delegation;
 DROP TRIGGER IF EXISTS rollupd_fd_delete ON delegation;
 
+DROP TABLE IF EXISTS rollupd.queue_first_delegation_addr;
 DROP TABLE IF EXISTS first_delegation;
 DROP INDEX IF EXISTS first_delegation_delegation_addr_id_idx;
 
@@ -17,6 +18,7 @@ DO $$
 BEGIN
     IF to_regclass('rollupd.rollup') IS NOT NULL THEN
         DELETE FROM rollupd.rollup WHERE name = 'first_delegation';
+        DELETE FROM rollupd.queue_sentinel WHERE channel = 'first_delegation_addr';
     END IF;
 END
 $$;

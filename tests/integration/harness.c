@@ -119,6 +119,16 @@ void db_create_from(const char *template_db, char *name, size_t len)
 	PQfinish(c);
 }
 
+void pg_restart_immediate(void)
+{
+	char cmd[2048];
+	const char *dir = env("PGHARNESS_DIR");
+	snprintf(cmd, sizeof(cmd),
+	         "%s'%s/pg_ctl' -D '%s/data' -l '%s/server.log' -m immediate -w -t 60 restart >/dev/null 2>&1",
+	         geteuid() == 0 ? "runuser -u postgres -- " : "", env("PGHARNESS_BINDIR"), dir, dir);
+	ck_assert_msg(system(cmd) == 0, "pg_ctl restart failed: %s", cmd);
+}
+
 void db_create(char *name, size_t len)
 {
 	db_create_from("rollupd_template", name, len);

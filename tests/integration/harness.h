@@ -25,6 +25,8 @@ void db_create(char *name, size_t len);
  * rollupd_fd_gen_template (generated data at scale 0.01, cache not built). */
 void db_create_from(const char *template_db, char *name, size_t len);
 const char *db_conninfo(const char *db);
+/* A crash and restart of the test server (pg_ctl restart -m immediate): unlogged tables come back empty. */
+void pg_restart_immediate(void);
 PGconn *db_open(const char *db);
 void db_exec(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* First column of the first row as a malloc'd string, NULL for SQL NULL or no row. */

@@ -13,6 +13,7 @@ int main(void)
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, keyset_suite());
 	srunner_add_suite(sr, payload_suite());
+	srunner_add_suite(sr, queue_suite());
 	log_set_level(LOG_LEVEL_ERROR);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

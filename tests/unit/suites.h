@@ -11,5 +11,6 @@ Suite *cli_suite(void);
 Suite *config_suite(void);
 Suite *keyset_suite(void);
 Suite *payload_suite(void);
+Suite *queue_suite(void);
 
 #endif

@@ -37,35 +37,35 @@ START_TEST(test_names_are_quoted_part_by_part)
 END_TEST
 
 /* A scripted catalog result, as libpq would return it. */
-static PGresult *catalog_result(const char *rows[][7], int n)
+static PGresult *catalog_result(const char *rows[][8], int n)
 {
 	static const char *names[] = {"name",    "key_type", "reconcile_fn", "verify_fn",
-	                              "channel", "key_type", "refresh_fn"};
-	PGresAttDesc attrs[7];
+	                              "channel", "key_type", "refresh_fn",   "delivery"};
+	PGresAttDesc attrs[8];
 	memset(attrs, 0, sizeof(attrs));
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < 8; i++) {
 		attrs[i].name = (char *)names[i];
 		attrs[i].typid = 25;
 		attrs[i].typlen = -1;
 		attrs[i].atttypmod = -1;
 	}
 	PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-	ck_assert(PQsetResultAttrs(res, 7, attrs));
+	ck_assert(PQsetResultAttrs(res, 8, attrs));
 	for (int r = 0; r < n; r++)
-		for (int c = 0; c < 7; c++)
+		for (int c = 0; c < 8; c++)
 			ck_assert(PQsetvalue(res, r, c, (char *)rows[r][c], rows[r][c] ? (int)strlen(rows[r][c]) : -1));
 	return res;
 }
 
 START_TEST(test_catalog_builds_quoted_calls_and_skips_invalid_rollups)
 {
-	const char *rows[][7] = {
-	    {"bad", "bigint", "x; drop", "v", "bad_ch", "bigint", "f"},
+	const char *rows[][8] = {
+	    {"bad", "bigint", "x; drop", "v", "bad_ch", "bigint", "f", "notify"},
 	    {"eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_user", "bigint",
-	     "rollupd.eub_refresh"},
+	     "rollupd.eub_refresh", "notify"},
 	    {"eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_wallet", "text",
-	     "rollupd.eub_wallets"},
-	    {"lonely", "text", "r", "v", NULL, NULL, NULL},
+	     "rollupd.eub_wallets", "queue"},
+	    {"lonely", "text", "r", "v", NULL, NULL, NULL, "notify"},
 	};
 	PGresult *res = catalog_result(rows, 4);
 	struct config cfg = {0};
@@ -82,6 +82,9 @@ START_TEST(test_catalog_builds_quoted_calls_and_skips_invalid_rollups)
 	ck_assert_uint_eq(cat.n_channels, 2);
 	ck_assert_str_eq(catalog_find_channel(&cat, "eub_wallet")->refresh_sql,
 	                 "SELECT \"rollupd\".\"eub_wallets\"($1::text[])");
+	/* The delivery column: queue mode for one channel, notify for the other. */
+	ck_assert(catalog_find_channel(&cat, "eub_wallet")->queue);
+	ck_assert(!catalog_find_channel(&cat, "eub_user")->queue);
 
 	char *listen = catalog_listen_sql(&cat);
 	ck_assert_str_eq(listen, "UNLISTEN *; LISTEN \"eub_user\"; LISTEN \"eub_wallet\";");
@@ -93,9 +96,9 @@ END_TEST
 
 START_TEST(test_config_rollup_list_filters_the_catalog)
 {
-	const char *rows[][7] = {
-	    {"a", "bigint", "ra", "va", "a_ch", "bigint", "fa"},
-	    {"b", "bigint", "rb", "vb", "b_ch", "bigint", "fb"},
+	const char *rows[][8] = {
+	    {"a", "bigint", "ra", "va", "a_ch", "bigint", "fa", "notify"},
+	    {"b", "bigint", "rb", "vb", "b_ch", "bigint", "fb", "notify"},
 	};
 	PGresult *res = catalog_result(rows, 2);
 	char *wanted[] = {"b", "missing"};
