@@ -168,19 +168,32 @@ CREATE OR REPLACE FUNCTION rollupd.signal_keys(p_channel text, keys text[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    delivery text;
+    armed boolean;
 BEGIN
     IF keys IS NULL OR cardinality(keys) = 0 THEN
         RETURN;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel AND c.delivery = 'queue') THEN
+    -- Two statements on the write path, each a cost to every writer: the
+    -- mode, with the queue lock taken when queueing...
+    SELECT c.delivery INTO delivery
+      FROM rollupd.channel c
+     WHERE c.channel = p_channel
+       AND (c.delivery <> 'queue' OR pg_advisory_xact_lock_shared(rollupd.queue_lock_id(p_channel)) IS NOT NULL);
+    IF delivery IS DISTINCT FROM 'queue' THEN
         PERFORM rollupd.notify_keys(p_channel, keys);
         RETURN;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(rollupd.queue_lock_id(p_channel));
-    INSERT INTO rollupd.queue (channel, key)
-    SELECT p_channel, k FROM unnest(keys) AS k WHERE k IS NOT NULL
-    ON CONFLICT DO NOTHING;
-    IF EXISTS (SELECT 1 FROM rollupd.doorbell d WHERE d.channel = p_channel AND d.armed) THEN
+    -- ...then, in a later statement (a snapshot taken after the lock), the
+    -- keys and the look at the doorbell.
+    WITH queued AS (
+        INSERT INTO rollupd.queue (channel, key)
+        SELECT p_channel, k FROM unnest(keys) AS k WHERE k IS NOT NULL
+        ON CONFLICT DO NOTHING
+    )
+    SELECT d.armed INTO armed FROM rollupd.doorbell d WHERE d.channel = p_channel;
+    IF armed THEN
         -- Another writer ringing right now holds the row: it rings for both.
         UPDATE rollupd.doorbell d SET armed = false
          WHERE d.channel = p_channel AND d.armed

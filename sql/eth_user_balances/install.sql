@@ -164,8 +164,23 @@ CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_reconcile(after bigint, max
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    ids bigint[] := rollupd.eth_user_balances_next_keys(after, max_keys);
+    ids bigint[];
 BEGIN
+    -- The initial build: an empty table is filled in one set-based pass, one
+    -- write per row (a refresh inserts, then updates). Concurrent refreshes
+    -- wait for it on the rows it inserts, then recompute.
+    IF after IS NULL AND NOT EXISTS (SELECT 1 FROM eth_user_balances) THEN
+        INSERT INTO eth_user_balances AS d (user_id, balance)
+        SELECT c.user_id, c.balance
+          FROM rollupd.eth_user_balances_compute(ARRAY(SELECT DISTINCT u.user_id::bigint FROM users u
+                                                        WHERE u.is_current)) AS c
+         ORDER BY c.user_id  -- key order, as refresh locks: no deadlock with one
+        ON CONFLICT (user_id) DO NOTHING;
+        GET DIAGNOSTICS fixed = ROW_COUNT;
+        last_key := NULL;
+        RETURN;
+    END IF;
+    ids := rollupd.eth_user_balances_next_keys(after, max_keys);
     IF ids IS NULL THEN
         last_key := NULL;
         fixed := 0;
