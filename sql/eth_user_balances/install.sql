@@ -369,13 +369,13 @@ ON CONFLICT (channel) DO UPDATE
     SET rollup = EXCLUDED.rollup, key_type = EXCLUDED.key_type, refresh_fn = EXCLUDED.refresh_fn;
 
 -- Delivery, chosen at install time (DESIGN.md, "Delivery"):
---     psql -v delivery=queue [-v queue_table=unlogged|logged] -f install.sql
+--     psql -v delivery=queue [-v queue_table=logged|unlogged] -f install.sql
 -- Without -v delivery, a new install uses notify mode and a re-install keeps
 -- the channels' current mode.
 \if :{?delivery}
 \if :{?queue_table}
 \else
-\set queue_table unlogged
+\set queue_table logged
 \endif
 \o /dev/null
 SELECT rollupd.set_delivery(c, :'delivery', :'queue_table') FROM unnest(ARRAY['eth_user_balances_user', 'eth_user_balances_wallet']) AS c;
