@@ -6,8 +6,8 @@
 -- Idempotent: re-running replaces the functions and triggers in place.
 -- One transaction; the two CREATE INDEX statements lock writes to users and
 -- associated_wallets while they build (create them CONCURRENTLY beforehand on
--- a busy database, with the same names, and this file skips them), and an
--- ANALYZE of both tables afterwards gives the planner their statistics.
+-- a busy database, with the same names, and this file skips them); it then
+-- ANALYZEs both tables so the planner has the indexes' statistics.
 
 \set ON_ERROR_STOP 1
 BEGIN;
@@ -353,6 +353,12 @@ SELECT u.user_id, u.wallet, u.handle,
   FROM users u
   LEFT JOIN eth_user_balances b ON b.user_id = u.user_id
  WHERE u.is_current;
+
+-- Statistics for the lower(wallet) expression indexes: without them the
+-- planner guesses half of users match 100 wallets and scans the table (1.4 s
+-- per refresh of 100 wallets at 1 M users, 40 ms with them). Sampled, so
+-- quick on a large table.
+ANALYZE users, associated_wallets;
 
 -- Register with rollupd: what the daemon listens on and calls.
 INSERT INTO rollupd.rollup (name, key_type, reconcile_fn, verify_fn, description)
