@@ -104,9 +104,9 @@ LANGUAGE sql IMMUTABLE
 AS $$ SELECT (hashtext('rollupd.queue')::bigint << 32) | (hashtext(channel)::bigint & 4294967295) $$;
 
 -- Switch a channel's delivery: 'notify', or 'queue' with a 'logged' (the
--- default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured no
--- faster here (BENCHMARKS.md) and a crash empties it, which costs a full
--- reconcile. Leaving queue mode refuses while
+-- default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured a
+-- few points faster for writers (BENCHMARKS.md), but a crash empties it,
+-- which costs a full reconcile. Leaving queue mode refuses while
 -- keys are still queued (let rollupd drain them first).
 CREATE OR REPLACE FUNCTION rollupd.set_delivery(p_channel text, p_delivery text, p_table text DEFAULT 'logged')
 RETURNS void
