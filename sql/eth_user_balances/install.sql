@@ -374,18 +374,8 @@ VALUES ('eth_user_balances_user', 'eth_user_balances', 'bigint', 'rollupd.eth_us
 ON CONFLICT (channel) DO UPDATE
     SET rollup = EXCLUDED.rollup, key_type = EXCLUDED.key_type, refresh_fn = EXCLUDED.refresh_fn;
 
--- Delivery, chosen at install time (DESIGN.md, "Delivery"):
---     psql -v delivery=queue [-v queue_table=logged|unlogged] -f install.sql
--- Without -v delivery, a new install uses notify mode and a re-install keeps
--- the channels' current mode.
-\if :{?delivery}
-\if :{?queue_table}
-\else
-\set queue_table logged
-\endif
-\o /dev/null
-SELECT rollupd.set_delivery(c, :'delivery', :'queue_table') FROM unnest(ARRAY['eth_user_balances_user', 'eth_user_balances_wallet']) AS c;
-\o
-\endif
+-- Delivery: notify, or queue with -v delivery=queue (see the included file).
+\set rollup_name eth_user_balances
+\ir ../common/delivery.sql
 
 COMMIT;

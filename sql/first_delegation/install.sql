@@ -265,18 +265,8 @@ VALUES ('first_delegation_addr', 'first_delegation', 'bigint', 'rollupd.first_de
 ON CONFLICT (channel) DO UPDATE
     SET rollup = EXCLUDED.rollup, key_type = EXCLUDED.key_type, refresh_fn = EXCLUDED.refresh_fn;
 
--- Delivery, chosen at install time (DESIGN.md, "Delivery"):
---     psql -v delivery=queue [-v queue_table=logged|unlogged] -f install.sql
--- Without -v delivery, a new install uses notify mode and a re-install keeps
--- the channels' current mode.
-\if :{?delivery}
-\if :{?queue_table}
-\else
-\set queue_table logged
-\endif
-\o /dev/null
-SELECT rollupd.set_delivery(c, :'delivery', :'queue_table') FROM unnest(ARRAY['first_delegation_addr']) AS c;
-\o
-\endif
+-- Delivery: notify, or queue with -v delivery=queue (see the included file).
+\set rollup_name first_delegation
+\ir ../common/delivery.sql
 
 COMMIT;

@@ -213,9 +213,9 @@ void daemon_start(struct daemon *d, const char *db, const char *extra)
 	ck_assert_msg(daemon_wait_log(d, "ready:", before + 1, 20.0), "rollupd did not become ready (log %s)", d->log);
 }
 
-static char *read_log(struct daemon *d)
+char *read_file(const char *path)
 {
-	FILE *f = fopen(d->log, "r");
+	FILE *f = fopen(path, "r");
 	if (f == NULL)
 		return strdup("");
 	fseek(f, 0, SEEK_END);
@@ -230,7 +230,7 @@ static char *read_log(struct daemon *d)
 
 int daemon_log_count(struct daemon *d, const char *needle)
 {
-	char *log = read_log(d);
+	char *log = read_file(d->log);
 	int count = 0;
 	for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
 		count++;
@@ -289,6 +289,44 @@ void daemon_kill(struct daemon *d)
 	d->pid = 0;
 }
 
+int psql_file(const char *db, const char *file)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/%s' >/dev/null 2>&1", db_conninfo(db),
+	         env("ROLLUPD_SQL"), file);
+	return system(cmd);
+}
+
+int run_pgbench(const char *db, int clients, int seconds, const char *scripts)
+{
+	char cmd[4096], words[512];
+	int off = snprintf(cmd, sizeof(cmd), "'%s/pgbench' -n -c %d -j 2 -T %d -d '%s'", env("PGHARNESS_BINDIR"),
+	                   clients, seconds, db_conninfo(db));
+	snprintf(words, sizeof(words), "%s", scripts);
+	for (char *save = NULL, *w = strtok_r(words, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+		off += snprintf(cmd + off, sizeof(cmd) - (size_t)off, " -f '%s/%s'", env("ROLLUPD_WORKLOAD"), w);
+	snprintf(cmd + off, sizeof(cmd) - (size_t)off, " >/dev/null 2>&1");
+	return system(cmd);
+}
+
+void db_send_until_blocked(PGconn *a, PGconn *observer, const char *sql)
+{
+	ck_assert(PQsendQuery(a, sql));
+	char wait_sql[128];
+	snprintf(wait_sql, sizeof(wait_sql), "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %d",
+	         PQbackendPID(a));
+	ck_assert_msg(db_wait_value(observer, "Lock", 10.0, wait_sql), "%s never waited for a lock", sql);
+}
+
+void db_finish(PGconn *a)
+{
+	PGresult *r;
+	while ((r = PQgetResult(a)) != NULL) {
+		ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+		PQclear(r);
+	}
+}
+
 int run_rollupd(char *out, size_t outlen, const char *args)
 {
 	char cmd[2048];
@@ -320,12 +358,17 @@ bool wait_converged(const char *db, double timeout_s)
 	return ok;
 }
 
-void assert_balances_verified(const char *db)
+void assert_verify_clean(const char *db, const char *rollup)
 {
 	char out[4096], args[800];
-	snprintf(args, sizeof(args), "-d '%s' --verify eth_user_balances", db_conninfo(db));
+	snprintf(args, sizeof(args), "-d '%s' --verify %s", db_conninfo(db), rollup);
 	int code = run_rollupd(out, sizeof(out), args);
 	ck_assert_msg(code == 0 && strstr(out, "mismatches=0") != NULL, "verify exit=%d output: %s", code, out);
+}
+
+void assert_balances_verified(const char *db)
+{
+	assert_verify_clean(db, "eth_user_balances");
 
 	PGconn *c = db_open(db);
 	char *oracle = db_value(c, "%s", ORACLE_MISMATCHES);

@@ -49,11 +49,26 @@ void daemon_kill(struct daemon *d);
 /* Wait for the process to exit by itself; exit status or -1 on timeout. */
 int daemon_wait_exit(struct daemon *d, double timeout_s);
 
+/* A whole file as a malloc'd string ("" when it cannot be read). */
+char *read_file(const char *path);
+/* psql -f $ROLLUPD_SQL/<file> on `db`; the exit status. */
+int psql_file(const char *db, const char *file);
+/* pgbench on `db` with workload scripts from $ROLLUPD_WORKLOAD ("balance.sql@5 link.sql@3"); 0 on success. */
+int run_pgbench(const char *db, int clients, int seconds, const char *scripts);
+
+/* Send `sql` on `a` without waiting, then wait (watching from `observer`)
+ * until its backend waits for a lock. db_finish() collects its results. */
+void db_send_until_blocked(PGconn *a, PGconn *observer, const char *sql);
+void db_finish(PGconn *a);
+
 /* Run the rollupd binary with `args` (shell words); stdout+stderr in `out`. Returns the exit code. */
 int run_rollupd(char *out, size_t outlen, const char *args);
 
 /* Poll the independent definition until every balance is exact; false on timeout. */
 bool wait_converged(const char *db, double timeout_s);
+
+/* rollupd --verify `rollup` reports 0 mismatches. */
+void assert_verify_clean(const char *db, const char *rollup);
 
 /* rollupd --verify reports 0 mismatches, and an independently written query agrees. */
 void assert_balances_verified(const char *db);

@@ -196,21 +196,12 @@ static char *race(const char *refresh_fn)
 	db_exec(b, "SELECT 1 FROM eth_user_balances WHERE user_id = 1 FOR UPDATE");
 	char sql[256];
 	snprintf(sql, sizeof(sql), "SELECT %s('{1}')", refresh_fn);
-	ck_assert(PQsendQuery(a, sql));
-	char wait_sql[256];
-	snprintf(wait_sql, sizeof(wait_sql), "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %d",
-	         PQbackendPID(a));
-	ck_assert_msg(db_wait_value(c, "Lock", 10.0, wait_sql), "refresh A never waited for the row lock");
+	db_send_until_blocked(a, c, sql);
 
 	db_exec(c, "UPDATE eth_wallet_balances SET balance = 200 WHERE wallet = '0xaaa1'");
 	db_exec(b, "UPDATE eth_user_balances SET balance = 200 WHERE user_id = 1");
 	db_exec(b, "COMMIT");
-
-	PGresult *r;
-	while ((r = PQgetResult(a)) != NULL) {
-		ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
-		PQclear(r);
-	}
+	db_finish(a);
 	char *balance = db_value(c, "SELECT balance FROM eth_user_balances WHERE user_id = 1");
 	PQfinish(a);
 	PQfinish(b);
@@ -244,14 +235,6 @@ START_TEST(test_concurrent_refreshes_never_leave_an_older_total)
 }
 END_TEST
 
-static int psql_file(const char *dbname, const char *file)
-{
-	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/%s' >/dev/null 2>&1",
-	         db_conninfo(dbname), getenv("ROLLUPD_SQL"), file);
-	return system(cmd);
-}
-
 /*
  * Writers racing on a small key space: balance updates, links and unlinks of
  * the same wallets, users changing their own wallet, from 6 clients at once.
@@ -267,13 +250,7 @@ START_TEST(test_concurrent_mixed_workload_leaves_no_mismatch)
 	              " SELECT '0xh' || g, g * 1000000000000000000::numeric FROM generate_series(1, 60) g");
 	daemon_start(&d, db, NULL);
 
-	char cmd[2048];
-	const char *dir = getenv("ROLLUPD_WORKLOAD");
-	snprintf(cmd, sizeof(cmd),
-	         "'%s/pgbench' -n -c 6 -j 2 -T 4 -d '%s' -f '%s/balance.sql@5' -f '%s/link.sql@3'"
-	         " -f '%s/user_wallet.sql@2' >/dev/null 2>&1",
-	         getenv("PGHARNESS_BINDIR"), db_conninfo(db), dir, dir, dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(run_pgbench(db, 6, 4, "balance.sql@5 link.sql@3 user_wallet.sql@2"), 0);
 	char *links = db_value(conn, "SELECT count(*) FROM associated_wallets");
 	ck_assert_msg(atoi(links) > 100, "the workload barely ran: %s links", links);
 	free(links);

@@ -71,11 +71,7 @@ static const char ORACLE[] = "SELECT addr_id, pool_hash_id, slot_no, block_index
 /* rollupd --verify reports 0 mismatches, and the oracle agrees row for row. */
 static void assert_fd_verified(const char *name)
 {
-	char out[4096], args[800];
-	snprintf(args, sizeof(args), "-d '%s' --verify first_delegation", db_conninfo(name));
-	int code = run_rollupd(out, sizeof(out), args);
-	ck_assert_msg(code == 0 && strstr(out, "mismatches=0") != NULL, "verify exit=%d output: %s", code, out);
-
+	assert_verify_clean(name, "first_delegation");
 	PGconn *c = db_open(name);
 	char *diff = db_value(c,
 	                      "SELECT count(*) FROM ((%s EXCEPT SELECT * FROM first_delegation)"
@@ -250,21 +246,12 @@ static char *race(const char *refresh_fn)
 	db_exec(b, "SELECT 1 FROM first_delegation WHERE addr_id = 1 FOR UPDATE");
 	char sql[256];
 	snprintf(sql, sizeof(sql), "SELECT %s('{1}')", refresh_fn);
-	ck_assert(PQsendQuery(a, sql));
-	char wait_sql[256];
-	snprintf(wait_sql, sizeof(wait_sql), "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %d",
-	         PQbackendPID(a));
-	ck_assert_msg(db_wait_value(c, "Lock", 10.0, wait_sql), "refresh A never waited for a lock");
+	db_send_until_blocked(a, c, sql);
 
 	db_exec(c, "DELETE FROM delegation WHERE id = 1");
 	db_exec(b, "UPDATE first_delegation SET slot_no = 2000, delegation_id = 2 WHERE addr_id = 1");
 	db_exec(b, "COMMIT");
-
-	PGresult *r;
-	while ((r = PQgetResult(a)) != NULL) {
-		ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
-		PQclear(r);
-	}
+	db_finish(a);
 	char *rows = db_value(c, ROWS_SQL, 1L);
 	PQfinish(a);
 	PQfinish(b);
@@ -302,16 +289,9 @@ static char *slurp(const char *dir_env, const char *rel)
 {
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/%s", getenv(dir_env), rel);
-	FILE *f = fopen(path, "r");
-	ck_assert_msg(f != NULL, "cannot read %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	size_t got = fread(buf, 1, (size_t)n, f);
-	buf[got] = '\0';
-	fclose(f);
-	return buf;
+	char *text = read_file(path);
+	ck_assert_msg(text[0] != '\0', "cannot read %s", path);
+	return text;
 }
 
 /* The page queries' texts: the cache's (c) and the correlated subquery's (a). */
@@ -465,20 +445,13 @@ START_TEST(test_install_is_idempotent_and_uninstall_complete)
 	conn = db_open(db);
 	cert(1, 1, 10, 1000, 0, 0);
 	db_exec(conn, "SELECT rollupd.first_delegation_refresh('{1}')");
-	char cmd[1200];
-	snprintf(cmd, sizeof(cmd),
-	         "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/install.sql' >/dev/null 2>&1",
-	         db_conninfo(db), getenv("ROLLUPD_SQL"));
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(psql_file(db, "first_delegation/install.sql"), 0);
 	expect_rows(1, "10:1000:0:0:1"); /* a re-install keeps the cache */
 	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%'");
 	ck_assert_str_eq(n, "3");
 	free(n);
 
-	snprintf(cmd, sizeof(cmd),
-	         "psql -qX -v ON_ERROR_STOP=1 -d '%s' -f '%s/first_delegation/uninstall.sql' >/dev/null 2>&1",
-	         db_conninfo(db), getenv("ROLLUPD_SQL"));
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(psql_file(db, "first_delegation/uninstall.sql"), 0);
 	char *left = db_value(conn, "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%')"
 	                            " + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'first_delegation%%')"
 	                            " + (SELECT count(*) FROM pg_class WHERE relname LIKE 'first_delegation%%')"

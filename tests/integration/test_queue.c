@@ -138,13 +138,7 @@ START_TEST(test_two_daemons_share_one_queue)
 	daemon_spawn(&d2, NULL);
 	ck_assert(daemon_wait_log(&d2, "ready:", 1, 20.0));
 
-	char cmd[2048];
-	const char *dir = getenv("ROLLUPD_WORKLOAD");
-	snprintf(cmd, sizeof(cmd),
-	         "'%s/pgbench' -n -c 6 -j 2 -T 4 -d '%s' -f '%s/balance.sql@6' -f '%s/link.sql@2'"
-	         " -f '%s/user_wallet.sql@2' >/dev/null 2>&1",
-	         getenv("PGHARNESS_BINDIR"), db_conninfo(db), dir, dir, dir);
-	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(run_pgbench(db, 6, 4, "balance.sql@6 link.sql@2 user_wallet.sql@2"), 0);
 
 	ck_assert_msg(wait_converged(db, 10.0), "not exact 10 s after the writers stopped (logs %s, %s)", d.log,
 	              d2.log);
