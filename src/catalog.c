@@ -196,7 +196,10 @@ static int build_channel(const PGresult *res, int row, const char *rollup, struc
 	}
 	out->name = strdup(name);
 	out->rollup = strdup(rollup);
-	out->refresh_sql = sql_printf("SELECT %s($1::%s[])", refresh, key_type_name(out->key_type));
+	/* Through rollupd.refresh_keys(), which isolates poison keys; the
+	 * channel name is a validated identifier, safe as a literal. */
+	out->refresh_sql =
+	    sql_printf("SELECT written, poisoned, detail FROM rollupd.refresh_keys('%s', $1::text[])", name);
 	out->queue = strcmp(PQgetvalue(res, row, COL_DELIVERY), "queue") == 0;
 	if (out->name == NULL || out->rollup == NULL || out->refresh_sql == NULL) {
 		channel_free(out);

@@ -24,7 +24,7 @@ struct catalog_channel {
 	char *name;   /* the LISTEN channel */
 	char *rollup; /* owning rollup's name */
 	enum key_type key_type;
-	char *refresh_sql; /* $1 array literal -> rows written */
+	char *refresh_sql; /* $1 array literal -> written, poisoned, detail (rollupd.refresh_keys) */
 	bool queue;        /* queue-mode delivery: keys wait in rollupd.queue, NOTIFY only rings */
 };
 

@@ -16,6 +16,7 @@
 #include "catalog.h"
 #include "listener.h"
 #include "log.h"
+#include "poison.h"
 #include "pool.h"
 #include "queue.h"
 #include "sdnotify.h"
@@ -49,6 +50,7 @@ struct job {
 	struct pool_worker *w;
 	struct batch *batch;    /* a refresh */
 	struct queue_job *qjob; /* a queue step */
+	bool poison_pass;       /* a retry pass over rollupd.poison */
 	char *rollup;           /* a reconcile chunk: walks are found by name, they may be rebuilt meanwhile */
 	ev_tstamp started;
 };
@@ -62,6 +64,7 @@ struct engine {
 	struct listener *listener;
 	struct batcher *batcher;
 	struct queues *queues;
+	struct poison *poison;
 	struct pool *pool;
 	struct catalog catalog;
 	struct walk *walks;
@@ -80,6 +83,15 @@ struct engine {
 };
 
 static void dispatch(struct engine *e);
+
+static struct poison_policy poison_policy_from(const struct config *cfg)
+{
+	return (struct poison_policy){
+	    .max_keys = (uint32_t)cfg->batch_max_keys,
+	    .retry_min_ms = (uint32_t)cfg->retry_min_ms,
+	    .retry_max_ms = (uint32_t)cfg->retry_max_ms,
+	};
+}
 
 static struct pgconn_settings settings_from(const struct config *cfg)
 {
@@ -261,8 +273,8 @@ static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *e
 	double ms = (ev_now(e->loop) - job->started) * 1000.0;
 	(void)c;
 
-	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) < 1))
-		error = "refresh function returned no row count";
+	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) != 3))
+		error = "unexpected result shape";
 	if (error != NULL) {
 		char channel[64];
 		size_t n = batch->n;
@@ -271,8 +283,10 @@ static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *e
 		log_warning("refresh failed channel=%s keys=%zu ms=%.0f error=\"%s\" retry_in_ms=%u", channel, n, ms,
 		            error, delay);
 	} else {
-		long rows = PQgetisnull(res, 0, 0) ? 0 : strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		long rows = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		long poisoned = strtol(PQgetvalue(res, 0, 1), NULL, 10);
 		log_debug("refreshed channel=%s keys=%zu rows=%ld ms=%.1f", batch->channel, batch->n, rows, ms);
+		poison_found(e->poison, batch->channel, poisoned, PQgetvalue(res, 0, 2));
 		batcher_complete(e->batcher, batch, true, rows);
 	}
 	job_end(job);
@@ -371,7 +385,8 @@ static bool start_reconcile(struct engine *e, struct pool_worker *pw, ev_tstamp 
 	return false;
 }
 
-static const char QUEUE_DRAIN_SQL[] = "SELECT taken, written, truncated FROM rollupd.queue_drain($1, $2)";
+static const char QUEUE_DRAIN_SQL[] =
+    "SELECT taken, written, truncated, poisoned, detail FROM rollupd.queue_drain($1, $2)";
 static const char QUEUE_REARM_SQL[] = "SELECT CASE WHEN rollupd.queue_rearm($1) THEN 1 ELSE 0 END";
 static const char QUEUE_STATS_SQL[] = "SELECT depth, round(oldest_ms) FROM rollupd.queue_stats($1)";
 
@@ -396,7 +411,7 @@ static void on_queue_done(struct pgconn *c, const PGresult *res, const char *err
 	struct engine *e = job->e;
 	struct queue_job *q = job->qjob;
 	double ms = (ev_now(e->loop) - job->started) * 1000.0;
-	int want_cols = q->step == QUEUE_REARM ? 1 : q->step == QUEUE_STATS ? 2 : 3;
+	int want_cols = q->step == QUEUE_REARM ? 1 : q->step == QUEUE_STATS ? 2 : 5;
 	(void)c;
 
 	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) != want_cols))
@@ -429,6 +444,8 @@ static void on_queue_done(struct pgconn *c, const PGresult *res, const char *err
 	else
 		log_debug("queue %s channel=%s keys=%ld rows=%ld ms=%.1f", step_name(q->step), q->channel, taken,
 		          written, ms);
+	if (q->step != QUEUE_REARM)
+		poison_found(e->poison, q->channel, strtol(PQgetvalue(res, 0, 3), NULL, 10), PQgetvalue(res, 0, 4));
 	if (truncated) {
 		struct walk *w = find_walk(e, q->rollup);
 		log_warning(
@@ -467,6 +484,37 @@ static bool start_queue_step(struct engine *e, struct pool_worker *w, ev_tstamp 
 		free(job);
 		return false;
 	}
+	return true;
+}
+
+static void on_poison_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct job *job = arg;
+	struct engine *e = job->e;
+	(void)c;
+	poison_complete(e->poison, res, error, (ev_now(e->loop) - job->started) * 1000.0);
+	job_end(job);
+}
+
+static bool start_poison_pass(struct engine *e, struct pool_worker *w, ev_tstamp now)
+{
+	if (e->phase != PHASE_RUNNING)
+		return false;
+	char params[3][16];
+	const char *sql = poison_take(e->poison, now, params);
+	if (sql == NULL)
+		return false;
+	struct job *job = job_new(e, w);
+	const char *values[3] = {params[0], params[1], params[2]};
+	if (job == NULL || pgconn_query(w->conn, sql, 3, values, on_poison_done, job) != 0) {
+		poison_complete(e->poison, NULL, "not sent", 0);
+		if (job != NULL) {
+			pool_release(e->pool, w);
+			free(job);
+		}
+		return false;
+	}
+	job->poison_pass = true;
 	return true;
 }
 
@@ -510,6 +558,10 @@ static void finish_stop(struct engine *e, const char *how)
 		         (unsigned long long)qc->keys_drained, (unsigned long long)qc->rows_written,
 		         (unsigned long long)qc->failures);
 
+	log_info("totals poison_keys_isolated=%llu poison_keys_recovered=%llu",
+	         (unsigned long long)poison_found_total(e->poison),
+	         (unsigned long long)poison_recovered_total(e->poison));
+
 	size_t pending = batcher_pending(e->batcher);
 	if (pending > 0)
 		log_warning("stopped %s with keys not refreshed pending_keys=%zu (the next start reconciles them)", how,
@@ -534,6 +586,8 @@ static void dispatch(struct engine *e)
 		while ((w = pool_acquire_idle(e->pool)) != NULL) {
 			ev_tstamp now = ev_now(e->loop);
 			bool reconcile_first = (e->turn++ & 1) != 0;
+			if (start_poison_pass(e, w, now))
+				continue;
 			if (reconcile_first && start_reconcile(e, w, now))
 				continue;
 			if (start_refresh(e, w, now) || start_queue_step(e, w, now))
@@ -597,6 +651,10 @@ static void on_listening(struct catalog *cat, bool new_session, void *arg)
 			walk_begin(e, w, "catch-up");
 	}
 	catalog_free(&old);
+	/* Keys isolated before this session (or by another rollupd) are retried
+	 * on their schedule: one pass finds out when. */
+	if (new_session)
+		poison_schedule(e->poison, 0);
 	update_readiness(e);
 	report_status(e);
 	dispatch(e);
@@ -724,7 +782,9 @@ struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_re
 
 	e->batcher = batcher_new(loop, &policy, on_batches_due, e);
 	e->queues = e->batcher ? queues_new(loop, &qpolicy, on_queue_due, e) : NULL;
-	e->pool = e->queues ? pool_new(loop, &settings, (size_t)cfg->pool_size, &ph) : NULL;
+	struct poison_policy ppolicy = poison_policy_from(cfg);
+	e->poison = e->queues ? poison_new(loop, &ppolicy, on_queue_due, e) : NULL;
+	e->pool = e->poison ? pool_new(loop, &settings, (size_t)cfg->pool_size, &ph) : NULL;
 	e->listener = e->pool ? listener_new(loop, &settings, cfg, e->batcher, &lh) : NULL;
 	if (e->listener == NULL) {
 		engine_free(e);
@@ -753,6 +813,7 @@ void engine_free(struct engine *e)
 	pool_free(e->pool);
 	batcher_free(e->batcher);
 	queues_free(e->queues);
+	poison_free(e->poison);
 	for (size_t i = 0; i < e->n_walks; i++)
 		walk_free(&e->walks[i]);
 	free(e->walks);
@@ -800,6 +861,8 @@ void engine_reload(struct engine *e, struct config *cfg)
 	batcher_set_policy(e->batcher, &policy);
 	struct queue_policy qpolicy = queue_policy_from(cfg);
 	queues_set_policy(e->queues, &qpolicy);
+	struct poison_policy ppolicy = poison_policy_from(cfg);
+	poison_set_policy(e->poison, &ppolicy);
 	pool_update(e->pool, &settings);
 	pool_resize(e->pool, (size_t)cfg->pool_size);
 	listener_reload(e->listener, cfg, &settings);

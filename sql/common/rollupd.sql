@@ -53,6 +53,186 @@ BEGIN
 END
 $$;
 
+-- ---- Poison keys ----
+-- A key whose refresh raises an error (bad data, a constraint the new row
+-- violates) must not hold back the other keys of its batch nor its channel.
+-- rollupd refreshes every batch through rollupd.refresh_keys(): one call of
+-- the channel's refresh function when it succeeds; when it raises, the batch
+-- is split in halves, each refreshed in its own subtransaction, down to the
+-- single keys that fail. Those are kept here with their error, skipped by
+-- later batches and retried by rollupd.poison_retry() with backoff until they
+-- succeed. Nothing is lost: a poison key leaves the queue (or the batch) only
+-- in the transaction that records it here.
+--
+-- Errors that say nothing about the keys are not isolated: the whole call
+-- fails and rollupd retries the batch later. That is every SQLSTATE of class
+-- 08 (connection), 40 (serialization failure, deadlock), 53 (resources), 55
+-- (lock not available, object in use), 57 (cancelled: statement_timeout,
+-- shutdown), 58 (system) and XX (internal), and a batch in which more than
+-- 8 keys fail while none succeeds: a broken refresh function, not poison.
+CREATE TABLE IF NOT EXISTS rollupd.poison (
+    channel         text NOT NULL REFERENCES rollupd.channel (channel) ON DELETE CASCADE,
+    key             text NOT NULL,
+    attempts        integer NOT NULL DEFAULT 1,
+    error           text NOT NULL,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    last_failed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel, key)
+);
+
+-- One refresh of `keys`, splitting on failure (see above). The counters
+-- accumulate over the recursion; `retrying` is set by poison_retry (its keys
+-- are all in rollupd.poison: refreshed ranges leave it, and a failing one
+-- never aborts the call, or the same keys would be due again at once).
+CREATE OR REPLACE FUNCTION rollupd.refresh_isolating(p_channel text, refresh_sql text, sort_sql text, keys text[],
+                                                     retrying boolean, INOUT written bigint,
+                                                     INOUT poisoned integer, INOUT succeeded integer,
+                                                     INOUT detail text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    w bigint;
+    state text;
+    msg text;
+    half integer;
+BEGIN
+    BEGIN
+        EXECUTE refresh_sql INTO w USING keys;
+        written := written + coalesce(w, 0);
+        succeeded := succeeded + cardinality(keys);
+        IF retrying THEN
+            DELETE FROM rollupd.poison p WHERE p.channel = p_channel AND p.key = ANY (keys);
+        END IF;
+        RETURN;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+    END;
+    IF left(state, 2) IN ('08', '40', '53', '55', '57', '58', 'XX')
+       OR (NOT retrying AND succeeded = 0 AND poisoned >= 8) THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = msg;
+    END IF;
+    IF cardinality(keys) = 1 THEN
+        INSERT INTO rollupd.poison AS p (channel, key, error) VALUES (p_channel, keys[1], msg)
+        ON CONFLICT (channel, key)
+        DO UPDATE SET attempts = p.attempts + 1, error = excluded.error, last_failed_at = now();
+        poisoned := poisoned + 1;
+        IF poisoned <= 10 THEN
+            detail := concat_ws('; ', detail, format('key=%s error=%s', keys[1], msg));
+        END IF;
+        RETURN;
+    END IF;
+    -- Halves in key order, so that the refreshes lock rows in the order
+    -- every other refresh does.
+    EXECUTE sort_sql INTO keys USING keys;
+    half := cardinality(keys) / 2;
+    SELECT r.written, r.poisoned, r.succeeded, r.detail INTO written, poisoned, succeeded, detail
+      FROM rollupd.refresh_isolating(p_channel, refresh_sql, sort_sql, keys[1:half], retrying,
+                                     written, poisoned, succeeded, detail) r;
+    SELECT r.written, r.poisoned, r.succeeded, r.detail INTO written, poisoned, succeeded, detail
+      FROM rollupd.refresh_isolating(p_channel, refresh_sql, sort_sql, keys[half + 1:], retrying,
+                                     written, poisoned, succeeded, detail) r;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION rollupd.refresh_statements(p_channel text, OUT refresh_sql text, OUT sort_sql text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    fn text;
+    key_type text;
+BEGIN
+    SELECT c.refresh_fn, c.key_type INTO fn, key_type FROM rollupd.channel c WHERE c.channel = p_channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollupd: unknown channel %', p_channel;
+    END IF;
+    IF fn !~ '^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$' THEN
+        RAISE EXCEPTION 'rollupd: invalid refresh function name %', fn;
+    END IF;
+    refresh_sql := format('SELECT %s($1::%s[])', fn, key_type);
+    sort_sql := format('SELECT array_agg(k ORDER BY k::%s) FROM unnest($1::text[]) k', key_type);
+END
+$$;
+
+-- What rollupd calls for a batch of a channel's keys: the refresh, with
+-- poison keys isolated. Keys already in rollupd.poison are left to
+-- poison_retry. `detail` lists (up to 10) newly failed keys with their error.
+CREATE OR REPLACE FUNCTION rollupd.refresh_keys(p_channel text, p_keys text[],
+                                                OUT written bigint, OUT poisoned integer, OUT detail text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    st record;
+    keys text[] := p_keys;
+    succeeded integer := 0;
+BEGIN
+    written := 0;
+    poisoned := 0;
+    IF EXISTS (SELECT 1 FROM rollupd.poison p WHERE p.channel = p_channel) THEN
+        SELECT array_agg(k) INTO keys FROM unnest(p_keys) k
+         WHERE NOT EXISTS (SELECT 1 FROM rollupd.poison p WHERE p.channel = p_channel AND p.key = k);
+    END IF;
+    IF keys IS NULL OR cardinality(keys) = 0 THEN
+        RETURN;
+    END IF;
+    st := rollupd.refresh_statements(p_channel);
+    SELECT r.written, r.poisoned, r.detail INTO written, poisoned, detail
+      FROM rollupd.refresh_isolating(p_channel, st.refresh_sql, st.sort_sql, keys, false,
+                                     written, poisoned, succeeded, detail) r;
+END
+$$;
+
+-- rollupd's retry of poison keys: every key whose backoff has passed (the
+-- n-th attempt waits retry_min_ms * 2^(n-1), at most retry_max_ms), up to
+-- max_keys per channel. `recovered` keys were refreshed and left the table;
+-- `next_due_ms` is when the next one is due (NULL when none is left).
+CREATE OR REPLACE FUNCTION rollupd.poison_retry(max_keys integer, retry_min_ms integer, retry_max_ms integer,
+                                                OUT retried integer, OUT recovered integer,
+                                                OUT poisoned integer, OUT next_due_ms double precision,
+                                                OUT detail text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ch text;
+    st record;
+    keys text[];
+    w bigint := 0;
+    p integer;
+    ok integer;
+    d text;
+BEGIN
+    retried := 0;
+    recovered := 0;
+    poisoned := 0;
+    FOR ch IN SELECT DISTINCT c.channel FROM rollupd.poison c LOOP
+        SELECT array_agg(due.key) INTO keys FROM (
+            SELECT x.key FROM rollupd.poison x
+             WHERE x.channel = ch
+               AND x.last_failed_at + least(retry_max_ms, retry_min_ms * 2 ^ least(x.attempts - 1, 30))
+                                      * interval '1 millisecond' <= now()
+             ORDER BY x.last_failed_at
+             LIMIT max_keys
+               FOR UPDATE SKIP LOCKED) due;
+        CONTINUE WHEN keys IS NULL;
+        st := rollupd.refresh_statements(ch);
+        p := 0;
+        ok := 0;
+        d := NULL;
+        SELECT r.poisoned, r.succeeded, r.detail INTO p, ok, d
+          FROM rollupd.refresh_isolating(ch, st.refresh_sql, st.sort_sql, keys, true, w, p, ok, d) r;
+        retried := retried + cardinality(keys);
+        recovered := recovered + ok;
+        poisoned := poisoned + p;
+        IF d IS NOT NULL THEN
+            detail := concat_ws('; ', detail, format('channel=%s %s', ch, d));
+        END IF;
+    END LOOP;
+    SELECT greatest(0, 1000 * extract(epoch FROM
+               min(x.last_failed_at + least(retry_max_ms, retry_min_ms * 2 ^ least(x.attempts - 1, 30))
+                                      * interval '1 millisecond') - now()))
+      INTO next_due_ms FROM rollupd.poison x;
+END
+$$;
+
 -- ---- Delivery ----
 -- A channel is in notify mode (the trigger's keys travel in NOTIFY payloads)
 -- or in queue mode (they go to a dirty-key table; see below).
@@ -209,25 +389,21 @@ END
 $$;
 
 -- rollupd's drain: claim up to max_keys queued keys of a channel and refresh
--- them, in this one transaction. `truncated` is true when the channel's
+-- them, in this one transaction, isolating poison keys as
+-- rollupd.refresh_keys() does. `truncated` is true when the channel's
 -- unlogged queue was emptied by a crash (the sentinel row is gone; it is put
 -- back here): the rollup needs a full reconcile.
+DROP FUNCTION IF EXISTS rollupd.queue_drain(text, integer);
 CREATE OR REPLACE FUNCTION rollupd.queue_drain(p_channel text, max_keys integer,
-                                               OUT taken integer, OUT written integer, OUT truncated boolean)
+                                               OUT taken integer, OUT written bigint, OUT truncated boolean,
+                                               OUT poisoned integer, OUT detail text)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    fn text;
-    key_type text;
     keys text[];
 BEGIN
-    SELECT c.refresh_fn, c.key_type INTO fn, key_type
-      FROM rollupd.channel c WHERE c.channel = p_channel AND c.delivery = 'queue';
-    IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel AND c.delivery = 'queue') THEN
         RAISE EXCEPTION 'rollupd: channel % is not in queue mode', p_channel;
-    END IF;
-    IF fn !~ '^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$' THEN
-        RAISE EXCEPTION 'rollupd: invalid refresh function name %', fn;
     END IF;
     truncated := false;
     IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -245,10 +421,8 @@ BEGIN
     )
     SELECT array_agg(gone.key) INTO keys FROM gone;
     taken := coalesce(cardinality(keys), 0);
-    written := 0;
-    IF taken > 0 THEN
-        EXECUTE format('SELECT %s($1::%s[])', fn, key_type) INTO written USING keys;
-    END IF;
+    SELECT r.written, r.poisoned, r.detail INTO written, poisoned, detail
+      FROM rollupd.refresh_keys(p_channel, keys) r;
 END
 $$;
 

@@ -237,13 +237,16 @@ START_TEST(test_failing_refresh_is_retried_until_it_succeeds)
 {
 	seed();
 	daemon_start(&d, db, NULL);
-	/* Break the refresh: the table it reads disappears under another name. */
+	/* Break the refresh: the table it reads disappears under another name.
+	 * One key fails alone: it is isolated and retried with backoff. */
 	db_exec(conn, "ALTER TABLE eth_wallet_balances RENAME TO ewb_hidden");
 	db_exec(conn, "UPDATE ewb_hidden SET balance = 31337 WHERE wallet = '0xw8'");
-	ck_assert(daemon_wait_log(&d, "refresh failed channel=eth_user_balances_wallet keys=1", 2, 10.0));
-	ck_assert(daemon_wait_log(&d, "retry_in_ms=", 2, 1.0));
+	ck_assert(daemon_wait_log(&d, "poison keys isolated channel=eth_user_balances_wallet keys=1 key=0xw8 error=", 1,
+	                          10.0));
+	ck_assert(daemon_wait_log(&d, "poison retry keys=1 recovered=0 still_failing=1", 2, 5.0));
 	db_exec(conn, "ALTER TABLE ewb_hidden RENAME TO eth_wallet_balances");
 	ck_assert(db_wait_value(conn, "31337", 10.0, balance_sql(8)));
+	ck_assert(db_wait_value(conn, "0", 1.0, "SELECT count(*) FROM rollupd.poison"));
 	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
 	assert_balances_verified(db);
 }

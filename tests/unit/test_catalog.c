@@ -81,7 +81,7 @@ START_TEST(test_catalog_builds_quoted_calls_and_skips_invalid_rollups)
 	                 "$2::integer) AS r(last_key, fixed)");
 	ck_assert_uint_eq(cat.n_channels, 2);
 	ck_assert_str_eq(catalog_find_channel(&cat, "eub_wallet")->refresh_sql,
-	                 "SELECT \"rollupd\".\"eub_wallets\"($1::text[])");
+	                 "SELECT written, poisoned, detail FROM rollupd.refresh_keys('eub_wallet', $1::text[])");
 	/* The delivery column: queue mode for one channel, notify for the other. */
 	ck_assert(catalog_find_channel(&cat, "eub_wallet")->queue);
 	ck_assert(!catalog_find_channel(&cat, "eub_user")->queue);
