@@ -161,6 +161,11 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
 int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len)
 {
 	bool was_empty = keyset_count(ch->pending) == 0;
+	if (keyset_count(ch->pending) >= b->policy.max_pending && !keyset_contains(ch->pending, key, len)) {
+		ch->keys_received++;
+		ch->keys_overflowed++;
+		return 1;
+	}
 	int r = keyset_add(ch->pending, key, len);
 
 	if (r < 0)

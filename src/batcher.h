@@ -19,6 +19,7 @@
 
 struct batch_policy {
 	size_t max_keys;
+	size_t max_pending; /* pending keys per channel; more are dropped (see batcher_add_key) */
 	double window_s;
 	uint32_t retry_min_ms;
 	uint32_t retry_max_ms;
@@ -37,6 +38,7 @@ struct batch_channel {
 
 	uint64_t keys_received; /* valid keys, before dedup */
 	uint64_t keys_malformed;
+	uint64_t keys_overflowed; /* dropped at the max_pending cap */
 	uint64_t keys_refreshed;
 	uint64_t rows_written;
 	uint64_t batches_ok;
@@ -67,7 +69,9 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat);
 
 struct batch_channel *batcher_find(struct batcher *b, const char *name);
 
-/* Add one canonical key; 0, or -1 out of memory. */
+/* Add one canonical key: 0 (added, or already pending); 1 when the channel
+ * already holds max_pending keys and this one is new: it is dropped and
+ * counted, and the caller must have the rollup reconciled; -1 out of memory. */
 int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len);
 
 /* Take the next due batch (round-robin across channels), or NULL. */

@@ -48,6 +48,7 @@ static const struct key_spec keys[] = {
     INT_KEY("database", "reconnect_max_ms", reconnect_max_ms, 1, 3600000, 10000),
     INT_KEY("batch", "max_keys", batch_max_keys, 1, 1000000, 1000),
     INT_KEY("batch", "window_ms", batch_window_ms, 0, 600000, 20),
+    INT_KEY("batch", "max_pending_keys", batch_max_pending_keys, 1, 100000000, 100000),
     INT_KEY("batch", "retry_min_ms", retry_min_ms, 1, 600000, 200),
     INT_KEY("batch", "retry_max_ms", retry_max_ms, 1, 3600000, 30000),
     INT_KEY("reconcile", "chunk_keys", reconcile_chunk_keys, 1, 1000000, 1000),
@@ -57,12 +58,15 @@ static const struct key_spec keys[] = {
     INT_KEY("queue", "stats_interval_s", queue_stats_interval_s, 0, 86400, 10),
     INT_KEY("queue", "parallel", queue_parallel, 1, 64, 2),
     {"log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info"},
+    BOOL_KEY("standby", "enabled", standby_enabled, 0),
+    INT_KEY("standby", "lock_id", standby_lock_id, 0, 2147483647, 1),
+    INT_KEY("standby", "poll_ms", standby_poll_ms, 10, 600000, 1000),
     INT_KEY("daemon", "shutdown_timeout_ms", shutdown_timeout_ms, 0, 3600000, 10000),
     STR_KEY("daemon", "pidfile", pidfile, NULL),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"database", "batch", "reconcile", "queue", "log", "daemon"};
+static const char *const sections[] = {"database", "batch", "reconcile", "queue", "standby", "log", "daemon"};
 
 static void set_error(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -29,6 +29,7 @@ struct config {
 	/* batch */
 	int batch_max_keys;
 	int batch_window_ms;
+	int batch_max_pending_keys;
 	int retry_min_ms;
 	int retry_max_ms;
 
@@ -41,6 +42,11 @@ struct config {
 	int queue_poll_ms;
 	int queue_stats_interval_s;
 	int queue_parallel;
+
+	/* standby: active/standby pairs through one advisory lock */
+	bool standby_enabled;
+	int standby_lock_id;
+	int standby_poll_ms;
 
 	/* rollups: NULL means every rollup registered in the database */
 	char **rollups;

@@ -37,6 +37,7 @@ struct walk {
 	bool in_flight;
 	bool restart;  /* start over when the chunk in flight returns */
 	bool catch_up; /* part of the catch-up that readiness waits for */
+	bool again;    /* keys were dropped during this walk: walk once more when it ends */
 	ev_tstamp started;
 	ev_tstamp retry_at;
 	ev_tstamp last_log;
@@ -108,6 +109,7 @@ static struct batch_policy policy_from(const struct config *cfg)
 {
 	return (struct batch_policy){
 	    .max_keys = (size_t)cfg->batch_max_keys,
+	    .max_pending = (size_t)cfg->batch_max_pending_keys,
 	    .window_s = cfg->batch_window_ms / 1000.0,
 	    .retry_min_ms = (uint32_t)cfg->retry_min_ms,
 	    .retry_max_ms = (uint32_t)cfg->retry_max_ms,
@@ -132,6 +134,7 @@ static void report_status(struct engine *e)
 	char status[256];
 	snprintf(status, sizeof(status), "STATUS=%s: rollups=%zu channels=%zu pending_keys=%zu workers=%zu/%zu",
 	         e->phase == PHASE_STOPPING        ? "stopping"
+	         : listener_standby(e->listener)   ? "standby"
 	         : e->ready                        ? "ready"
 	         : listener_listening(e->listener) ? "catching up"
 	                                           : "connecting",
@@ -224,14 +227,18 @@ static bool catching_up(const struct engine *e)
 
 static void update_readiness(struct engine *e)
 {
-	bool ready = listener_listening(e->listener) && !catching_up(e);
+	bool standby = listener_standby(e->listener);
+	bool ready = standby || (listener_listening(e->listener) && !catching_up(e));
 
 	if (ready == e->ready)
 		return;
 	e->ready = ready;
 	if (ready) {
-		log_info("ready: listening and caught up rollups=%zu channels=%zu", e->catalog.n_rollups,
-		         e->catalog.n_channels);
+		if (standby)
+			log_info("ready: standby (another rollupd is active)");
+		else
+			log_info("ready: listening and caught up rollups=%zu channels=%zu", e->catalog.n_rollups,
+			         e->catalog.n_channels);
 		if (e->phase == PHASE_STARTING) {
 			e->phase = PHASE_RUNNING;
 			sdnotify_send("READY=1");
@@ -348,6 +355,10 @@ static void on_reconcile_done(struct pgconn *c, const PGresult *res, const char 
 			log_info("reconcile done rollup=%s fixed=%llu chunks=%llu ms=%.0f", w->rollup,
 			         (unsigned long long)w->fixed, (unsigned long long)w->chunks,
 			         (now - w->started) * 1000.0);
+			if (w->again && e->phase != PHASE_STOPPING) {
+				w->again = false;
+				walk_begin(e, w, "overflow");
+			}
 			update_readiness(e);
 		} else if (now - w->last_log >= 5.0) {
 			w->last_log = now;
@@ -545,11 +556,12 @@ static void finish_stop(struct engine *e, const char *how)
 	const struct batch_channel *ch;
 	for (size_t i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
 		log_info(
-		    "totals channel=%s keys_received=%llu keys_malformed=%llu keys_refreshed=%llu rows_written=%llu"
-		    " batches=%llu batches_failed=%llu",
+		    "totals channel=%s keys_received=%llu keys_malformed=%llu keys_overflowed=%llu keys_refreshed=%llu"
+		    " rows_written=%llu batches=%llu batches_failed=%llu",
 		    ch->name, (unsigned long long)ch->keys_received, (unsigned long long)ch->keys_malformed,
-		    (unsigned long long)ch->keys_refreshed, (unsigned long long)ch->rows_written,
-		    (unsigned long long)ch->batches_ok, (unsigned long long)ch->batches_failed);
+		    (unsigned long long)ch->keys_overflowed, (unsigned long long)ch->keys_refreshed,
+		    (unsigned long long)ch->rows_written, (unsigned long long)ch->batches_ok,
+		    (unsigned long long)ch->batches_failed);
 	const struct queue_channel *qc;
 	for (size_t i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
 		log_info("totals channel=%s delivery=queue rings=%llu drains=%llu keys_drained=%llu rows_written=%llu"
@@ -658,6 +670,44 @@ static void on_listening(struct catalog *cat, bool new_session, void *arg)
 	update_readiness(e);
 	report_status(e);
 	dispatch(e);
+}
+
+/* Keys were dropped at the pending cap: a reconcile walk covers them; one
+ * that is already past their place in the key space walks once more. */
+static void on_overflow(const char *rollup, const char *channel, size_t dropped, void *arg)
+{
+	struct engine *e = arg;
+	struct walk *w = find_walk(e, rollup);
+	if (w == NULL || e->phase == PHASE_STOPPING)
+		return;
+	if (!w->active) {
+		log_warning("pending keys over batch.max_pending_keys=%d channel=%s dropped=%zu; reconciling rollup=%s",
+		            e->cfg->batch_max_pending_keys, channel, dropped, rollup);
+		walk_begin(e, w, "overflow");
+		dispatch(e);
+	} else if (!w->again) {
+		log_warning("pending keys over batch.max_pending_keys=%d channel=%s dropped=%zu; rollup=%s will be"
+		            " reconciled again after the walk under way",
+		            e->cfg->batch_max_pending_keys, channel, dropped, rollup);
+		w->again = true;
+	}
+}
+
+/* Another rollupd is active: drop every channel and walk (its catch-up at
+ * takeover covers the keys this process held), keep the workers connected
+ * for a quick takeover, and count as started. */
+static void on_standby(void *arg)
+{
+	struct engine *e = arg;
+	struct catalog none = {0};
+	queues_set_channels(e->queues, &none, true);
+	size_t dropped = batcher_set_channels(e->batcher, &none);
+	if (dropped > 0)
+		log_warning("standby: pending keys left to the active rollupd keys=%zu", dropped);
+	rebuild_walks(e, &none);
+	catalog_free(&e->catalog);
+	update_readiness(e);
+	report_status(e);
 }
 
 static void on_listener_down(const char *reason, bool was_up, uint32_t failures, void *arg)
@@ -776,6 +826,8 @@ struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_re
 	                              .on_down = on_listener_down,
 	                              .on_keys = on_keys,
 	                              .on_ring = on_ring,
+	                              .on_standby = on_standby,
+	                              .on_overflow = on_overflow,
 	                              .arg = e};
 	struct queue_policy qpolicy = queue_policy_from(cfg);
 	struct pool_handler ph = {.on_ready = on_worker_ready, .on_down = on_worker_down, .arg = e};

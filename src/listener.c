@@ -4,6 +4,7 @@
  */
 #include "listener.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,15 +14,25 @@
 /* How the listener shows in pg_stat_activity. */
 #define LISTENER_APPLICATION_NAME "rollupd listener"
 
+/* The standby lock: pg_try_advisory_lock(ROLLUPD_LOCK_CLASS, standby.lock_id),
+ * held by the active rollupd's listener session for as long as it lives. */
+#define ROLLUPD_LOCK_CLASS "1919904876" /* "roll" */
+static const char STANDBY_LOCK_SQL[] =
+    "SELECT CASE WHEN pg_try_advisory_lock(" ROLLUPD_LOCK_CLASS ", $1::integer) THEN 1 ELSE 0 END";
+
 enum listener_step {
 	STEP_DOWN,      /* no session */
+	STEP_LOCK,      /* trying the standby lock */
+	STEP_STANDBY,   /* another rollupd holds it; trying again every standby.poll_ms */
 	STEP_CATALOG,   /* reading the catalog */
 	STEP_LISTEN,    /* LISTEN in flight */
 	STEP_LISTENING, /* listening; notifications flow */
 };
 
 struct listener {
+	struct ev_loop *loop;
 	struct pgconn *conn;
+	ev_timer standby_timer;
 	const struct config *cfg;
 	struct batcher *batcher;
 	struct listener_handler handler;
@@ -36,6 +47,7 @@ struct listener {
 };
 
 static void send_catalog_query(struct listener *l);
+static void send_lock_query(struct listener *l);
 
 static void on_listen_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
 {
@@ -101,12 +113,71 @@ static void send_catalog_query(struct listener *l)
 		log_warning("catalog query not sent; the session is being re-established");
 }
 
+static void on_lock_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct listener *l = arg;
+
+	if (error != NULL) {
+		if (pgconn_state(c) != PGCONN_IDLE)
+			return; /* the session is gone; on_down reports it */
+		log_error("cannot take the standby lock error=\"%s\"", error);
+		pgconn_fail(c, "standby lock failed");
+		return;
+	}
+	bool was_standby = l->step == STEP_STANDBY;
+	if (strcmp(PQgetvalue(res, 0, 0), "1") == 0) {
+		if (was_standby)
+			log_info("active: the standby lock was released, taking over lock_id=%d",
+			         l->cfg->standby_lock_id);
+		else
+			log_info("active: holding the standby lock lock_id=%d", l->cfg->standby_lock_id);
+		send_catalog_query(l);
+		return;
+	}
+	l->step = STEP_STANDBY;
+	if (!was_standby) {
+		log_info("standby: another rollupd holds the lock lock_id=%d; taking over when it is released,"
+		         " checking every %d ms",
+		         l->cfg->standby_lock_id, l->cfg->standby_poll_ms);
+		l->handler.on_standby(l->handler.arg);
+	}
+	ev_timer_set(&l->standby_timer, l->cfg->standby_poll_ms / 1000.0, 0.);
+	ev_timer_start(l->loop, &l->standby_timer);
+}
+
+static void send_lock_query(struct listener *l)
+{
+	char id[16];
+	snprintf(id, sizeof(id), "%d", l->cfg->standby_lock_id);
+	const char *params[1] = {id};
+	if (l->step != STEP_STANDBY)
+		l->step = STEP_LOCK;
+	if (pgconn_query(l->conn, STANDBY_LOCK_SQL, 1, params, on_lock_done, l) != 0)
+		log_warning("standby lock query not sent; the session is being re-established");
+}
+
+static void standby_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct listener *l = t->data;
+	(void)loop;
+	(void)revents;
+	if (l->step != STEP_STANDBY || pgconn_state(l->conn) != PGCONN_IDLE)
+		return;
+	if (l->cfg->standby_enabled)
+		send_lock_query(l);
+	else /* turned off by a reload */
+		send_catalog_query(l);
+}
+
 static void on_up(struct pgconn *c, void *arg)
 {
 	struct listener *l = arg;
 	(void)c;
 	l->new_session = true;
-	send_catalog_query(l);
+	if (l->cfg->standby_enabled)
+		send_lock_query(l);
+	else
+		send_catalog_query(l);
 }
 
 static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg)
@@ -115,6 +186,7 @@ static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg
 
 	l->step = STEP_DOWN;
 	l->listening = false;
+	ev_timer_stop(l->loop, &l->standby_timer);
 	catalog_free(&l->loaded);
 	l->handler.on_down(reason, was_up, pgconn_failures(c), l->handler.arg);
 }
@@ -123,13 +195,17 @@ struct notify_ctx {
 	struct listener *l;
 	struct batch_channel *ch;
 	int bad_logged;
+	size_t dropped;
 	int oom;
 };
 
 static int add_key(const char *key, size_t len, void *arg)
 {
 	struct notify_ctx *ctx = arg;
-	if (batcher_add_key(ctx->l->batcher, ctx->ch, key, len) != 0) {
+	int r = batcher_add_key(ctx->l->batcher, ctx->ch, key, len);
+	if (r == 1)
+		ctx->dropped++;
+	if (r < 0) {
 		ctx->oom++;
 		return 1;
 	}
@@ -165,7 +241,9 @@ static void on_notify(struct pgconn *c, const char *channel, const char *payload
 	struct payload_handler h = {.on_key = add_key, .on_malformed = bad_key, .arg = &ctx};
 	int bad = payload_parse(payload, ch->key_type, &h);
 	if (ctx.oom)
-		log_error("out of memory adding keys channel=%s; the next reconcile repairs what was lost", channel);
+		log_error("out of memory adding keys channel=%s; reconciling rollup=%s", channel, ch->rollup);
+	if (ctx.oom || ctx.dropped > 0)
+		l->handler.on_overflow(ch->rollup, ch->name, ctx.dropped, l->handler.arg);
 	if (bad > 3)
 		log_warning("malformed keys skipped channel=%s count=%d payload_bytes=%zu", channel, bad,
 		            strlen(payload));
@@ -186,6 +264,9 @@ struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings
 		free(l);
 		return NULL;
 	}
+	l->loop = loop;
+	ev_init(&l->standby_timer, standby_timer_cb);
+	l->standby_timer.data = l;
 	l->cfg = cfg;
 	l->batcher = batcher;
 	l->handler = *handler;
@@ -196,6 +277,7 @@ void listener_free(struct listener *l)
 {
 	if (l == NULL)
 		return;
+	ev_timer_stop(l->loop, &l->standby_timer);
 	pgconn_free(l->conn);
 	catalog_free(&l->loaded);
 	free(l);
@@ -208,6 +290,7 @@ void listener_start(struct listener *l)
 
 void listener_stop(struct listener *l)
 {
+	ev_timer_stop(l->loop, &l->standby_timer);
 	pgconn_read_now(l->conn);
 	pgconn_stop(l->conn);
 }
@@ -218,10 +301,17 @@ void listener_reload(struct listener *l, const struct config *cfg, const struct 
 	s.application_name = LISTENER_APPLICATION_NAME;
 	l->cfg = cfg;
 	pgconn_update(l->conn, &s); /* a changed conninfo reconnects, which re-reads the catalog anyway */
+	if (l->step == STEP_STANDBY)
+		return; /* the next poll applies the new standby settings */
 	if (l->step == STEP_LISTENING && pgconn_state(l->conn) == PGCONN_IDLE)
 		send_catalog_query(l);
 	else if (l->step != STEP_DOWN)
 		l->reload_pending = true;
+}
+
+bool listener_standby(const struct listener *l)
+{
+	return l->step == STEP_STANDBY;
 }
 
 bool listener_listening(const struct listener *l)

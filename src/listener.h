@@ -1,5 +1,6 @@
 /*
- * listener: the connection that LISTENs. On every (re)connect it reads the
+ * listener: the connection that LISTENs. On every (re)connect it takes the
+ * standby lock when standby.enabled (or waits for it as the standby), reads the
  * catalog, LISTENs on every channel in one transaction, and only then tells
  * the engine, which reconciles before trusting notifications. Notifications
  * are parsed here and their keys handed to the batcher; it runs no refresh.
@@ -30,6 +31,12 @@ struct listener_handler {
 	/* A notification on `channel`: true when it is a queue-mode channel's
 	 * doorbell (its payload carries no keys), handled by the callee. */
 	bool (*on_ring)(const char *channel, void *arg);
+	/* Keys of `channel` were dropped (the batch.max_pending_keys cap, or out
+	 * of memory): its rollup needs a reconcile. */
+	void (*on_overflow)(const char *rollup, const char *channel, size_t dropped, void *arg);
+	/* standby.enabled and another rollupd holds the lock: this one listens
+	 * on nothing until it gets the lock (then on_listening, new session). */
+	void (*on_standby)(void *arg);
 	void *arg;
 };
 
@@ -46,6 +53,8 @@ void listener_stop(struct listener *l);
 void listener_reload(struct listener *l, const struct config *cfg, const struct pgconn_settings *settings);
 
 bool listener_listening(const struct listener *l);
+/* Waiting for the standby lock. */
+bool listener_standby(const struct listener *l);
 uint64_t listener_notifications(const struct listener *l);
 /* Notifications on a channel no rollup owns (skipped). */
 uint64_t listener_unknown_channel(const struct listener *l);

@@ -40,6 +40,11 @@ struct pgconn {
 	bool free_pending;
 };
 
+/* A query gets statement_timeout plus this long to answer. The server
+ * enforces statement_timeout itself; past it, the server process is stopped,
+ * hung or cut off, and the connection is given up (its work is retried). */
+#define QUERY_DEADLINE_GRACE_MS 5000
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -382,6 +387,7 @@ static void finish_query(struct pgconn *c)
 	c->result = NULL;
 	c->cb = NULL;
 	c->state = PGCONN_IDLE;
+	ev_timer_stop(c->loop, &c->timer); /* the query's deadline */
 	if (res == NULL) {
 		err = "no result";
 	} else if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -484,6 +490,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		snprintf(reason, sizeof(reason), "send: %s", c->broken_reason);
 		teardown(c, reason, PGCONN_BACKOFF);
 		break;
+	case PGCONN_BUSY:
+		snprintf(reason, sizeof(reason),
+		         "no answer %d ms after statement_timeout (%d ms): server process stuck or unreachable,"
+		         " connection abandoned",
+		         QUERY_DEADLINE_GRACE_MS, c->statement_timeout_ms);
+		teardown(c, reason, PGCONN_BACKOFF);
+		break;
 	default:
 		break;
 	}
@@ -516,6 +529,8 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 	c->state = PGCONN_BUSY;
 	c->cb = cb;
 	c->cb_arg = cb_arg;
+	if (c->statement_timeout_ms > 0)
+		start_timer(c, (c->statement_timeout_ms + QUERY_DEADLINE_GRACE_MS) / 1000.0);
 	return 0;
 }
 

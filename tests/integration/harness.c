@@ -119,14 +119,19 @@ void db_create_from(const char *template_db, char *name, size_t len)
 	PQfinish(c);
 }
 
-void pg_restart_immediate(void)
+void pg_restart(const char *mode)
 {
 	char cmd[2048];
 	const char *dir = env("PGHARNESS_DIR");
 	snprintf(cmd, sizeof(cmd),
-	         "%s'%s/pg_ctl' -D '%s/data' -l '%s/server.log' -m immediate -w -t 60 restart >/dev/null 2>&1",
-	         geteuid() == 0 ? "runuser -u postgres -- " : "", env("PGHARNESS_BINDIR"), dir, dir);
+	         "%s'%s/pg_ctl' -D '%s/data' -l '%s/server.log' -m %s -w -t 60 restart >/dev/null 2>&1",
+	         geteuid() == 0 ? "runuser -u postgres -- " : "", env("PGHARNESS_BINDIR"), dir, dir, mode);
 	ck_assert_msg(system(cmd) == 0, "pg_ctl restart failed: %s", cmd);
+}
+
+void pg_restart_immediate(void)
+{
+	pg_restart("immediate");
 }
 
 void db_create(char *name, size_t len)
@@ -307,6 +312,51 @@ int run_pgbench(const char *db, int clients, int seconds, const char *scripts)
 		off += snprintf(cmd + off, sizeof(cmd) - (size_t)off, " -f '%s/%s'", env("ROLLUPD_WORKLOAD"), w);
 	snprintf(cmd + off, sizeof(cmd) - (size_t)off, " >/dev/null 2>&1");
 	return system(cmd);
+}
+
+pid_t workload_start(const char *db, int clients, int seconds, const char *scripts)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(run_pgbench(db, clients, seconds, scripts) == 0 ? 0 : 1);
+	return pid;
+}
+
+int workload_wait(pid_t pid)
+{
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void daemon_second(struct daemon *d, const char *db, const char *name, const char *config)
+{
+	const char *dir = env("ROLLUPD_TEST_DIR");
+	snprintf(d->db, sizeof(d->db), "%s", db);
+	snprintf(d->conf, sizeof(d->conf), "%s/%s-%s.conf", dir, db, name);
+	snprintf(d->log, sizeof(d->log), "%s/%s-%s.log", dir, db, name);
+	FILE *f = fopen(d->conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s\n", config);
+	fclose(f);
+	int before = daemon_log_count(d, "ready:");
+	daemon_spawn(d, NULL);
+	ck_assert_msg(daemon_wait_log(d, "ready:", before + 1, 20.0), "rollupd did not become ready (log %s)", d->log);
+}
+
+bool wait_verify_clean(const char *db, const char *rollup, double timeout_s)
+{
+	char out[4096], args[800];
+	snprintf(args, sizeof(args), "-d '%s' --verify %s", db_conninfo(db), rollup);
+	double end = now_seconds() + timeout_s;
+	do {
+		if (run_rollupd(out, sizeof(out), args) == 0 && strstr(out, "mismatches=0") != NULL)
+			return true;
+		sleep_ms(200);
+	} while (now_seconds() < end);
+	return false;
 }
 
 void db_send_until_blocked(PGconn *a, PGconn *observer, const char *sql)

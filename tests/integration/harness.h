@@ -27,6 +27,8 @@ void db_create_from(const char *template_db, char *name, size_t len);
 const char *db_conninfo(const char *db);
 /* A crash and restart of the test server (pg_ctl restart -m immediate): unlogged tables come back empty. */
 void pg_restart_immediate(void);
+/* pg_ctl restart -m MODE (fast, immediate). */
+void pg_restart(const char *mode);
 PGconn *db_open(const char *db);
 void db_exec(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* First column of the first row as a malloc'd string, NULL for SQL NULL or no row. */
@@ -58,6 +60,17 @@ int run_pgbench(const char *db, int clients, int seconds, const char *scripts);
 
 /* Send `sql` on `a` without waiting, then wait (watching from `observer`)
  * until its backend waits for a lock. db_finish() collects its results. */
+/* pgbench as run_pgbench(), in a child process: returns its pid. */
+pid_t workload_start(const char *db, int clients, int seconds, const char *scripts);
+/* Its exit: 0 when every transaction succeeded. */
+int workload_wait(pid_t pid);
+
+/* Another rollupd on `db` with its own config text and log, started and ready. */
+void daemon_second(struct daemon *d, const char *db, const char *name, const char *config);
+
+/* rollupd --verify ROLLUP until it reports 0 mismatches, or false after timeout_s. */
+bool wait_verify_clean(const char *db, const char *rollup, double timeout_s);
+
 void db_send_until_blocked(PGconn *a, PGconn *observer, const char *sql);
 void db_finish(PGconn *a);
 

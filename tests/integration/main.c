@@ -10,6 +10,8 @@ int main(void)
 	srunner_add_suite(sr, first_delegation_suite());
 	srunner_add_suite(sr, queue_suite());
 	srunner_add_suite(sr, poison_suite());
+	srunner_add_suite(sr, faults_suite());
+	srunner_add_suite(sr, standby_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -132,19 +132,13 @@ START_TEST(test_two_daemons_share_one_queue)
 	daemon_start(&d, db, QUEUE_CONFIG);
 	/* A second daemon on the same database, with its own config and log. */
 	struct daemon d2 = {0};
-	snprintf(d2.db, sizeof(d2.db), "%s", db);
-	snprintf(d2.conf, sizeof(d2.conf), "%s/%s-2.conf", getenv("ROLLUPD_TEST_DIR"), db);
-	snprintf(d2.log, sizeof(d2.log), "%s/%s-2.log", getenv("ROLLUPD_TEST_DIR"), db);
-	FILE *f = fopen(d2.conf, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f,
-	        "database = { conninfo = \"%s\"; pool_size = 2; reconnect_min_ms = 50; reconnect_max_ms = 400; };\n"
-	        "batch = { max_keys = 50; window_ms = 5; retry_min_ms = 50; retry_max_ms = 400; };\n"
-	        "log = { level = \"debug\"; };\n%s\n",
-	        db_conninfo(db), QUEUE_CONFIG);
-	fclose(f);
-	daemon_spawn(&d2, NULL);
-	ck_assert(daemon_wait_log(&d2, "ready:", 1, 20.0));
+	char config[2048];
+	snprintf(config, sizeof(config),
+	         "database = { conninfo = \"%s\"; pool_size = 2; reconnect_min_ms = 50; reconnect_max_ms = 400; };\n"
+	         "batch = { max_keys = 50; window_ms = 5; retry_min_ms = 50; retry_max_ms = 400; };\n"
+	         "log = { level = \"debug\"; };\n%s",
+	         db_conninfo(db), QUEUE_CONFIG);
+	daemon_second(&d2, db, "2", config);
 
 	ck_assert_int_eq(run_pgbench(db, 6, 4, "balance.sql@6 link.sql@2 user_wallet.sql@2"), 0);
 

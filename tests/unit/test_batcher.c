@@ -1,5 +1,6 @@
 #include <check.h>
 #include <ev.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,8 @@ static void on_due(void *arg)
 static void setup(void)
 {
 	loop = ev_loop_new(EVFLAG_AUTO);
-	struct batch_policy policy = {.max_keys = 3, .window_s = 0.050, .retry_min_ms = 100, .retry_max_ms = 1000};
+	struct batch_policy policy = {
+	    .max_keys = 3, .max_pending = 10, .window_s = 0.050, .retry_min_ms = 100, .retry_max_ms = 1000};
 	b = batcher_new(loop, &policy, on_due, NULL);
 	channels[0] = (struct catalog_channel){
 	    .name = "users", .rollup = "r", .key_type = KEY_BIGINT, .refresh_sql = "SELECT f($1::bigint[])"};
@@ -50,6 +52,29 @@ START_TEST(test_keys_wait_for_the_window)
 	ck_assert_uint_eq(batch->n, 1);
 	ck_assert_str_eq(batch->param, "{1}");
 	batcher_complete(b, batch, true, 1);
+}
+END_TEST
+
+START_TEST(test_pending_keys_stop_at_the_cap_and_count_the_dropped)
+{
+	struct batch_channel *ch = batcher_find(b, "users");
+	for (int i = 1; i <= 10; i++) {
+		char key[8];
+		snprintf(key, sizeof(key), "%d", i);
+		add("users", key);
+	}
+	/* Full: a new key is dropped (and counted), a pending one is not. */
+	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2), 1);
+	ck_assert_int_eq(batcher_add_key(b, ch, "3", 1), 0);
+	ck_assert_uint_eq(ch->keys_overflowed, 1);
+	ck_assert_uint_eq(batcher_pending(b), 10);
+	/* The other channel has its own cap. */
+	add("wallets", "0xa");
+	/* Taking a batch makes room again. */
+	struct batch *batch = batcher_take(b, ev_now(loop));
+	ck_assert_uint_eq(batch->n, 3);
+	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2), 0);
+	batcher_complete(b, batch, true, 3);
 }
 END_TEST
 
@@ -167,6 +192,7 @@ Suite *batcher_suite(void)
 	TCase *tc = tcase_create("batcher");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_keys_wait_for_the_window);
+	tcase_add_test(tc, test_pending_keys_stop_at_the_cap_and_count_the_dropped);
 	tcase_add_test(tc, test_duplicate_keys_make_one_batch_entry);
 	tcase_add_test(tc, test_max_keys_flushes_without_waiting);
 	tcase_add_test(tc, test_failed_batch_is_requeued_after_a_delay);
