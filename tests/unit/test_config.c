@@ -69,8 +69,11 @@ START_TEST(test_full_file_sets_every_key)
 	                           "  pool_size = 4; connect_timeout_ms = 2000; statement_timeout_ms = 0;\n"
 	                           "  connect_retries = 0; reconnect_min_ms = 50; reconnect_max_ms = 500;\n"
 	                           "};\n"
-	                           "batch = { max_keys = 10; window_ms = 0; retry_min_ms = 5; retry_max_ms = 10; };\n"
+	                           "batch = { max_keys = 10; window_ms = 0; retry_min_ms = 5; retry_max_ms = 10;"
+	                           " max_pending_keys = 20; };\n"
 	                           "reconcile = { chunk_keys = 7; on_connect = false; interval_s = 3600; };\n"
+	                           "queue = { poll_ms = 0; stats_interval_s = 0; parallel = 3; };\n"
+	                           "standby = { enabled = true; lock_id = 42; poll_ms = 250; };\n"
 	                           "rollups = [ \"eth_user_balances\" ];\n"
 	                           "log = { level = \"debug\"; };\n"
 	                           "daemon = { shutdown_timeout_ms = 1500; pidfile = \"/run/rollupd.pid\"; };\n");
@@ -79,6 +82,12 @@ START_TEST(test_full_file_sets_every_key)
 	ck_assert_int_eq(cfg.statement_timeout_ms, 0);
 	ck_assert_int_eq(cfg.batch_window_ms, 0);
 	ck_assert_int_eq(cfg.reconcile_chunk_keys, 7);
+	ck_assert_int_eq(cfg.batch_max_pending_keys, 20);
+	ck_assert_int_eq(cfg.queue_poll_ms, 0);
+	ck_assert_int_eq(cfg.queue_parallel, 3);
+	ck_assert(cfg.standby_enabled);
+	ck_assert_int_eq(cfg.standby_lock_id, 42);
+	ck_assert_int_eq(cfg.standby_poll_ms, 250);
 	ck_assert(!cfg.reconcile_on_connect);
 	ck_assert_int_eq(cfg.reconcile_interval_s, 3600);
 	ck_assert_int_eq(cfg.log_level, LOG_LEVEL_DEBUG);
