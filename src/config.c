@@ -43,6 +43,7 @@ static const struct key_spec keys[] = {
     INT_KEY("database", "pool_size", pool_size, 1, 64, 2),
     INT_KEY("database", "connect_timeout_ms", connect_timeout_ms, 100, 600000, 5000),
     INT_KEY("database", "statement_timeout_ms", statement_timeout_ms, 0, 86400000, 60000),
+    INT_KEY("database", "ping_interval_ms", ping_interval_ms, 0, 3600000, 10000),
     INT_KEY("database", "connect_retries", connect_retries, 0, 1000000, 5),
     INT_KEY("database", "reconnect_min_ms", reconnect_min_ms, 1, 600000, 100),
     INT_KEY("database", "reconnect_max_ms", reconnect_max_ms, 1, 3600000, 10000),

@@ -22,6 +22,7 @@ struct config {
 	int pool_size;
 	int connect_timeout_ms;
 	int statement_timeout_ms;
+	int ping_interval_ms;
 	int connect_retries;
 	int reconnect_min_ms;
 	int reconnect_max_ms;

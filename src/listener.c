@@ -33,6 +33,8 @@ struct listener {
 	struct ev_loop *loop;
 	struct pgconn *conn;
 	ev_timer standby_timer;
+	ev_timer ping_timer; /* while listening: next ping, or the ping's answer bound */
+	bool ping_in_flight;
 	const struct config *cfg;
 	struct batcher *batcher;
 	struct listener_handler handler;
@@ -49,6 +51,60 @@ struct listener {
 static void send_catalog_query(struct listener *l);
 static void send_lock_query(struct listener *l);
 
+/*
+ * An idle listener hears nothing from a server process that hangs or a peer
+ * that vanished without a FIN: it pings every database.ping_interval_ms and
+ * gives the session up when the answer takes longer than
+ * database.connect_timeout_ms (then reconnects and catches up as usual).
+ */
+static void schedule_ping(struct listener *l)
+{
+	ev_timer_stop(l->loop, &l->ping_timer);
+	if (l->cfg->ping_interval_ms > 0 && l->step == STEP_LISTENING) {
+		ev_timer_set(&l->ping_timer, l->cfg->ping_interval_ms / 1000.0, 0.);
+		ev_timer_start(l->loop, &l->ping_timer);
+	}
+}
+
+static void on_ping_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
+{
+	struct listener *l = arg;
+	(void)res;
+	l->ping_in_flight = false;
+	if (error != NULL) {
+		if (pgconn_state(c) == PGCONN_IDLE)
+			schedule_ping(l); /* the server answered, with an error: alive */
+		return;
+	}
+	if (l->reload_pending)
+		send_catalog_query(l);
+	else
+		schedule_ping(l);
+}
+
+static void ping_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct listener *l = t->data;
+	char reason[128];
+	(void)loop;
+	(void)revents;
+	if (l->ping_in_flight) {
+		snprintf(reason, sizeof(reason), "no answer to a ping within %d ms", l->cfg->connect_timeout_ms);
+		l->ping_in_flight = false;
+		pgconn_fail(l->conn, reason);
+		return;
+	}
+	if (l->step != STEP_LISTENING || pgconn_state(l->conn) != PGCONN_IDLE) {
+		schedule_ping(l); /* busy with a reload: its answer is proof enough */
+		return;
+	}
+	if (pgconn_query(l->conn, "SELECT 1", 0, NULL, on_ping_done, l) != 0)
+		return;
+	l->ping_in_flight = true;
+	ev_timer_set(&l->ping_timer, l->cfg->connect_timeout_ms / 1000.0, 0.);
+	ev_timer_start(l->loop, &l->ping_timer);
+}
+
 static void on_listen_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
 {
 	struct listener *l = arg;
@@ -63,6 +119,7 @@ static void on_listen_done(struct pgconn *c, const PGresult *res, const char *er
 	}
 	l->step = STEP_LISTENING;
 	l->listening = true;
+	schedule_ping(l);
 	log_info("listening channels=%zu rollups=%zu backend_pid=%d", l->loaded.n_channels, l->loaded.n_rollups,
 	         pgconn_backend_pid(c));
 	struct catalog cat = l->loaded;
@@ -186,7 +243,9 @@ static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg
 
 	l->step = STEP_DOWN;
 	l->listening = false;
+	l->ping_in_flight = false;
 	ev_timer_stop(l->loop, &l->standby_timer);
+	ev_timer_stop(l->loop, &l->ping_timer);
 	catalog_free(&l->loaded);
 	l->handler.on_down(reason, was_up, pgconn_failures(c), l->handler.arg);
 }
@@ -267,6 +326,8 @@ struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings
 	l->loop = loop;
 	ev_init(&l->standby_timer, standby_timer_cb);
 	l->standby_timer.data = l;
+	ev_init(&l->ping_timer, ping_timer_cb);
+	l->ping_timer.data = l;
 	l->cfg = cfg;
 	l->batcher = batcher;
 	l->handler = *handler;
@@ -278,6 +339,7 @@ void listener_free(struct listener *l)
 	if (l == NULL)
 		return;
 	ev_timer_stop(l->loop, &l->standby_timer);
+	ev_timer_stop(l->loop, &l->ping_timer);
 	pgconn_free(l->conn);
 	catalog_free(&l->loaded);
 	free(l);
@@ -291,6 +353,7 @@ void listener_start(struct listener *l)
 void listener_stop(struct listener *l)
 {
 	ev_timer_stop(l->loop, &l->standby_timer);
+	ev_timer_stop(l->loop, &l->ping_timer);
 	pgconn_read_now(l->conn);
 	pgconn_stop(l->conn);
 }

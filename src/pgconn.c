@@ -214,15 +214,12 @@ static void log_notice(void *arg, const char *message)
 
 static void connect_now(struct pgconn *c)
 {
-	const char *keywords[] = {"fallback_application_name",
-	                          "keepalives",
-	                          "keepalives_idle",
-	                          "keepalives_interval",
-	                          "keepalives_count",
-	                          "dbname",
-	                          NULL};
-	/* Defaults come before dbname, so the expanded conninfo overrides them. */
-	const char *values[] = {c->application_name, "1", "30", "10", "3", c->conninfo, NULL};
+	const char *keywords[] = {
+	    "fallback_application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
+	    "keepalives_count",          "tcp_user_timeout", "dbname",          NULL};
+	/* Defaults come before dbname, so the expanded conninfo overrides them:
+	 * a silent peer is noticed after about a minute, idle or not. */
+	const char *values[] = {c->application_name, "1", "30", "10", "3", "60000", c->conninfo, NULL};
 
 	c->pg = PQconnectStartParams(keywords, values, 1);
 	if (c->pg == NULL) {

@@ -118,8 +118,17 @@ void poison_complete(struct poison *p, const PGresult *res, const char *error, d
 		            still, ms, PQgetvalue(res, 0, 4));
 	else if (retried > 0)
 		log_info("poison retry keys=%ld recovered=%ld ms=%.1f", retried, recovered, ms);
-	if (!PQgetisnull(res, 0, 3))
-		poison_schedule(p, strtod(PQgetvalue(res, 0, 3), NULL) / 1000.0);
+	else
+		log_debug("poison retry keys=0 next_due_ms=%s ms=%.1f",
+		          PQgetisnull(res, 0, 3) ? "none" : PQgetvalue(res, 0, 3), ms);
+	/* Not sooner than retry_min_ms: a due key locked by another rollupd's
+	 * pass reads as due now. */
+	if (!PQgetisnull(res, 0, 3)) {
+		double due_ms = strtod(PQgetvalue(res, 0, 3), NULL);
+		if (due_ms < p->policy.retry_min_ms)
+			due_ms = p->policy.retry_min_ms;
+		poison_schedule(p, due_ms / 1000.0);
+	}
 }
 
 uint64_t poison_found_total(const struct poison *p)

@@ -226,10 +226,14 @@ BEGIN
             detail := concat_ws('; ', detail, format('channel=%s %s', ch, d));
         END IF;
     END LOOP;
-    SELECT greatest(0, 1000 * extract(epoch FROM
+    -- (greatest() skips NULLs: with no row left the answer must stay NULL.)
+    SELECT 1000 * extract(epoch FROM
                min(x.last_failed_at + least(retry_max_ms, retry_min_ms * 2 ^ least(x.attempts - 1, 30))
-                                      * interval '1 millisecond') - now()))
+                                      * interval '1 millisecond') - now())
       INTO next_due_ms FROM rollupd.poison x;
+    IF next_due_ms < 0 THEN
+        next_due_ms := 0;
+    END IF;
 END
 $$;
 

@@ -137,10 +137,11 @@ START_TEST(test_terminated_listener_one_worker_and_all_workers)
 END_TEST
 
 /* statement_timeout 1 s: the server cancels slow statements; rollupd gives up
- * a connection whose server process does not answer 5 s later. */
+ * a connection whose server process does not answer 5 s later, and a
+ * listener whose ping (every 500 ms) is not answered within 2 s. */
 #define TIMEOUT_CONFIG                                                                                                 \
 	"database = { conninfo = \"%s\"; pool_size = 2; statement_timeout_ms = 1000; connect_timeout_ms = 2000;"       \
-	" reconnect_min_ms = 50; reconnect_max_ms = 400; connect_retries = 0; };"
+	" ping_interval_ms = 500; reconnect_min_ms = 50; reconnect_max_ms = 400; connect_retries = 0; };"
 
 static void start_with_timeout(void)
 {
@@ -167,6 +168,28 @@ START_TEST(test_hung_server_process_is_abandoned_and_its_work_retried)
 	ck_assert_int_eq(kill(atoi(pid), SIGCONT), 0);
 	free(pid);
 	workload_wait(w);
+	quiesce_and_verify();
+}
+END_TEST
+
+START_TEST(test_hung_listener_is_noticed_by_its_ping)
+{
+	start_with_timeout();
+	pid_t w = workload_start(db, 4, 6, MIX);
+	sleep_ms(500);
+	char *pid = db_value(conn, "SELECT pid FROM pg_stat_activity"
+	                           " WHERE datname = current_database() AND application_name = 'rollupd listener'");
+	ck_assert_ptr_nonnull(pid);
+	ck_assert_int_eq(kill(atoi(pid), SIGSTOP), 0);
+	/* Nothing arrives on a stopped listener, and nothing says so but the ping. */
+	ck_assert_msg(daemon_wait_log(&d, "no answer to a ping within 2000 ms", 1, 10.0), "hung listener unnoticed (log %s)",
+	              d.log);
+	ck_assert(daemon_wait_log(&d, "ready: listening", 2, 20.0));
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 11 WHERE wallet = '0xprobe'");
+	expect_probe("11", 10.0);
+	ck_assert_int_eq(kill(atoi(pid), SIGCONT), 0);
+	free(pid);
+	ck_assert_int_eq(workload_wait(w), 0);
 	quiesce_and_verify();
 }
 END_TEST
@@ -264,6 +287,7 @@ Suite *faults_suite(void)
 	tcase_add_test(tc, test_postgres_immediate_restart_under_load);
 	tcase_add_test(tc, test_terminated_listener_one_worker_and_all_workers);
 	tcase_add_test(tc, test_hung_server_process_is_abandoned_and_its_work_retried);
+	tcase_add_test(tc, test_hung_listener_is_noticed_by_its_ping);
 	tcase_add_test(tc, test_statement_timeout_cancels_the_batch_and_it_is_retried);
 	tcase_add_test(tc, test_notification_flood_stays_bounded_and_loses_nothing);
 	suite_add_tcase(s, tc);

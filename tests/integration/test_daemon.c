@@ -213,7 +213,8 @@ START_TEST(test_malformed_payloads_are_logged_and_skipped)
 	db_exec(conn, "UPDATE eth_user_balances SET balance = -1 WHERE user_id IN (11, 12)");
 	db_exec(conn, "SELECT pg_notify('eth_user_balances_user', ' 99999999999999999999 ,abc, 12x,, 11')");
 	db_exec(conn, "SELECT pg_notify('eth_user_balances_user', '')");
-	db_exec(conn, "SELECT pg_notify('eth_user_balances_wallet', 'bad\x01key,0xW12')");
+	/* A control character, and a key over the 1024-byte limit. */
+	db_exec(conn, "SELECT pg_notify('eth_user_balances_wallet', 'bad\x01key,' || repeat('x', 2000) || ',0xW12')");
 	ck_assert(db_wait_value(conn, "110", 5.0, balance_sql(11)));
 	ck_assert(db_wait_value(conn, "120", 5.0, balance_sql(12)));
 	ck_assert(daemon_wait_log(
@@ -223,12 +224,13 @@ START_TEST(test_malformed_payloads_are_logged_and_skipped)
 	ck_assert_int_eq(daemon_log_count(&d, "malformed keys skipped channel=eth_user_balances_user count=4"), 1);
 	ck_assert_int_eq(daemon_log_count(&d, "reason=\"empty key\""), 1);
 	ck_assert_int_eq(daemon_log_count(&d, "reason=\"control character in key\""), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "reason=\"text key too long\""), 1);
 	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
-	/* Counted, not only logged: 4 in the first payload, the empty one, and one text key. */
+	/* Counted, not only logged: 4 in the first payload, the empty one, and two text keys. */
 	ck_assert_int_eq(daemon_log_count(&d, "totals channel=eth_user_balances_user keys_received="), 1);
 	ck_assert_int_eq(daemon_log_count(&d, "keys_malformed=5 "), 1);
 	ck_assert_int_eq(daemon_log_count(&d, "totals channel=eth_user_balances_wallet"), 1);
-	ck_assert_int_eq(daemon_log_count(&d, "keys_malformed=1 "), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "keys_malformed=2 "), 1);
 	assert_balances_verified(db);
 }
 END_TEST

@@ -76,6 +76,8 @@ static void cure_and_verify(const char *totals)
 	db_exec(conn, "ALTER TABLE eth_user_balances DROP CONSTRAINT poison");
 	expect_value("6077", 10.0, "SELECT balance FROM eth_user_balances WHERE user_id = 77");
 	expect_value("0", 1.0, "SELECT count(*) FROM rollupd.poison");
+	/* Nothing left: no next pass is due (a 0 here once made rollupd spin). */
+	expect_value("t", 0.1, "SELECT next_due_ms IS NULL FROM rollupd.poison_retry(100, 50, 400)");
 	ck_assert(daemon_wait_log(&d, "poison retry keys=1 recovered=1", 1, 5.0));
 	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
 	ck_assert_int_eq(daemon_log_count(&d, totals), 1);
