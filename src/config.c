@@ -7,11 +7,13 @@
 
 #include <errno.h>
 #include <libconfig.h>
+#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum value_kind { V_INT, V_BOOL, V_STRING, V_LOG_LEVEL };
 
@@ -272,6 +274,31 @@ static int check_pairs(const struct config *cfg, const char *path, char *err, si
 	return 0;
 }
 
+/* A password in the file is refused while others may read it (group is
+ * allowed: the service's group). Like ssh with a private key. */
+static int check_password_exposure(const char *conninfo, const char *path, char *err, size_t errlen)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+	bool has_password = false;
+	if (opts == NULL) {
+		PQfreemem(perr); /* libpq reports a bad conninfo at connect time, with its own words */
+		return 0;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
+			has_password = true;
+	PQconninfoFree(opts);
+	struct stat st;
+	if (!has_password || stat(path, &st) != 0 || (st.st_mode & S_IROTH) == 0)
+		return 0;
+	set_error(err, errlen, path, 0,
+	          "database.conninfo holds a password and the file is readable by others (mode %04o):"
+	          " chmod o-r it, or keep the password in ~/.pgpass or a service file",
+	          (unsigned)(st.st_mode & 07777));
+	return -1;
+}
+
 int config_load(const char *path, const char *conninfo_override, struct config *out, char *err, size_t errlen)
 {
 	config_t lc;
@@ -316,6 +343,8 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 		goto done;
 	}
 	if (check_pairs(out, path, err, errlen) != 0)
+		goto done;
+	if (conninfo_override == NULL && check_password_exposure(out->conninfo, path, err, errlen) != 0)
 		goto done;
 	rc = 0;
 done:

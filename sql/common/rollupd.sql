@@ -13,6 +13,11 @@ CREATE TABLE IF NOT EXISTS rollupd.rollup (
     description  text
 );
 
+-- What each rollup writes and reads, for the grants of sql/roles.sql (names
+-- as install.sql created them, resolved on the search_path when granting).
+ALTER TABLE rollupd.rollup ADD COLUMN IF NOT EXISTS derived_table text;
+ALTER TABLE rollupd.rollup ADD COLUMN IF NOT EXISTS source_tables text[] NOT NULL DEFAULT '{}';
+
 -- One row per LISTEN channel: the keys its notifications carry and the function that refreshes them.
 CREATE TABLE IF NOT EXISTS rollupd.channel (
     channel    text PRIMARY KEY CHECK (channel ~ '^[a-z_][a-z0-9_]*$'),

@@ -367,6 +367,7 @@ VALUES ('eth_user_balances', 'bigint', 'rollupd.eth_user_balances_reconcile', 'r
 ON CONFLICT (name) DO UPDATE
     SET key_type = EXCLUDED.key_type, reconcile_fn = EXCLUDED.reconcile_fn,
         verify_fn = EXCLUDED.verify_fn, description = EXCLUDED.description;
+UPDATE rollupd.rollup SET derived_table = 'eth_user_balances', source_tables = '{users,associated_wallets,eth_wallet_balances}' WHERE name = 'eth_user_balances';
 
 INSERT INTO rollupd.channel (channel, rollup, key_type, refresh_fn)
 VALUES ('eth_user_balances_user', 'eth_user_balances', 'bigint', 'rollupd.eth_user_balances_refresh'),

@@ -259,6 +259,7 @@ VALUES ('first_delegation', 'bigint', 'rollupd.first_delegation_reconcile', 'rol
 ON CONFLICT (name) DO UPDATE
     SET key_type = EXCLUDED.key_type, reconcile_fn = EXCLUDED.reconcile_fn,
         verify_fn = EXCLUDED.verify_fn, description = EXCLUDED.description;
+UPDATE rollupd.rollup SET derived_table = 'first_delegation', source_tables = '{delegation,tx}' WHERE name = 'first_delegation';
 
 INSERT INTO rollupd.channel (channel, rollup, key_type, refresh_fn)
 VALUES ('first_delegation_addr', 'first_delegation', 'bigint', 'rollupd.first_delegation_refresh')

@@ -39,7 +39,7 @@ static void start_pair(void)
 	         " connect_retries = 0; };\n"
 	         "batch = { max_keys = 500; window_ms = 5; retry_min_ms = 50; retry_max_ms = 400; };\n"
 	         "log = { level = \"debug\"; };\n%s",
-	         db_conninfo(db), STANDBY);
+	         daemon_conninfo(db), STANDBY);
 	daemon_second(&b, db, "standby", config);
 	ck_assert(daemon_wait_log(&b, "standby: another rollupd holds the lock lock_id=1", 1, 1.0));
 	ck_assert(daemon_wait_log(&b, "ready: standby", 1, 1.0));

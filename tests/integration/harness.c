@@ -49,6 +49,13 @@ const char *db_conninfo(const char *db)
 	return buf;
 }
 
+const char *daemon_conninfo(const char *db)
+{
+	static char buf[600];
+	snprintf(buf, sizeof(buf), "host=%s port=%s user=%s dbname=%s", env("PGHOST"), env("PGPORT"), DAEMON_ROLE, db);
+	return buf;
+}
+
 PGconn *db_open(const char *db)
 {
 	PGconn *c = PQconnectdb(db_conninfo(db));
@@ -167,7 +174,7 @@ void daemon_configure(struct daemon *d, const char *db, const char *extra)
 		off += (size_t)snprintf(sections + off, sizeof(sections) - off,
 		                        "database = { conninfo = \"%s\"; pool_size = 2; connect_timeout_ms = 2000;\n"
 		                        "  reconnect_min_ms = 50; reconnect_max_ms = 400; connect_retries = 0; };\n",
-		                        db_conninfo(db));
+		                        daemon_conninfo(db));
 	if (!strstr(extra, "batch"))
 		off += (size_t)snprintf(
 		    sections + off, sizeof(sections) - off,
@@ -297,8 +304,8 @@ void daemon_kill(struct daemon *d)
 int psql_file(const char *db, const char *file)
 {
 	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/%s' >/dev/null 2>&1", db_conninfo(db),
-	         env("ROLLUPD_SQL"), file);
+	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -v role=%s -d '%s' -f '%s/%s' >/dev/null 2>&1",
+	         DAEMON_ROLE, db_conninfo(db), env("ROLLUPD_SQL"), file);
 	return system(cmd);
 }
 
@@ -349,7 +356,7 @@ void daemon_second(struct daemon *d, const char *db, const char *name, const cha
 bool wait_verify_clean(const char *db, const char *rollup, double timeout_s)
 {
 	char out[4096], args[800];
-	snprintf(args, sizeof(args), "-d '%s' --verify %s", db_conninfo(db), rollup);
+	snprintf(args, sizeof(args), "-d '%s' --verify %s", daemon_conninfo(db), rollup);
 	double end = now_seconds() + timeout_s;
 	do {
 		if (run_rollupd(out, sizeof(out), args) == 0 && strstr(out, "mismatches=0") != NULL)
@@ -411,7 +418,7 @@ bool wait_converged(const char *db, double timeout_s)
 void assert_verify_clean(const char *db, const char *rollup)
 {
 	char out[4096], args[800];
-	snprintf(args, sizeof(args), "-d '%s' --verify %s", db_conninfo(db), rollup);
+	snprintf(args, sizeof(args), "-d '%s' --verify %s", daemon_conninfo(db), rollup);
 	int code = run_rollupd(out, sizeof(out), args);
 	ck_assert_msg(code == 0 && strstr(out, "mismatches=0") != NULL, "verify exit=%d output: %s", code, out);
 }

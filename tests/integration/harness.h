@@ -25,6 +25,10 @@ void db_create(char *name, size_t len);
  * rollupd_fd_gen_template (generated data at scale 0.01, cache not built). */
 void db_create_from(const char *template_db, char *name, size_t len);
 const char *db_conninfo(const char *db);
+/* The least-privileged role of sql/roles.sql that rollupd runs as in the tests. */
+#define DAEMON_ROLE "rollupd_test"
+/* `db` as that role: what the daemon and the rollupd tools connect with. */
+const char *daemon_conninfo(const char *db);
 /* A crash and restart of the test server (pg_ctl restart -m immediate): unlogged tables come back empty. */
 void pg_restart_immediate(void);
 /* pg_ctl restart -m MODE (fast, immediate). */
@@ -53,7 +57,7 @@ int daemon_wait_exit(struct daemon *d, double timeout_s);
 
 /* A whole file as a malloc'd string ("" when it cannot be read). */
 char *read_file(const char *path);
-/* psql -f $ROLLUPD_SQL/<file> on `db`; the exit status. */
+/* psql -v role=DAEMON_ROLE -f $ROLLUPD_SQL/<file> on `db` (as the superuser); the exit status. */
 int psql_file(const char *db, const char *file);
 /* pgbench on `db` with workload scripts from $ROLLUPD_WORKLOAD ("balance.sql@5 link.sql@3"); 0 on success. */
 int run_pgbench(const char *db, int clients, int seconds, const char *scripts);

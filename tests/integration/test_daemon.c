@@ -59,7 +59,7 @@ START_TEST(test_listener_terminated_reconnects_and_catches_up)
 	char extra[1024];
 	snprintf(extra, sizeof(extra),
 	         "database = { conninfo = \"%s\"; reconnect_min_ms = 1500; reconnect_max_ms = 3000; };",
-	         db_conninfo(db));
+	         daemon_conninfo(db));
 	daemon_start(&d, db, extra);
 
 	char *pid = db_value(conn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'rollupd listener'"
@@ -103,7 +103,7 @@ START_TEST(test_sighup_with_broken_file_keeps_old_config)
 	seed();
 	daemon_start(&d, db, NULL);
 	FILE *f = fopen(d.conf, "w");
-	fprintf(f, "database = { conninfo = \"%s\";\n  pool_size = \"many\"; };\n", db_conninfo(db));
+	fprintf(f, "database = { conninfo = \"%s\";\n  pool_size = \"many\"; };\n", daemon_conninfo(db));
 	fclose(f);
 	kill(d.pid, SIGHUP);
 	char expected[700];
@@ -135,7 +135,7 @@ START_TEST(test_sighup_with_valid_file_applies_it)
 	snprintf(extra, sizeof(extra),
 	         "database = { conninfo = \"%s connect_timeout=7\"; pool_size = 1; };\n"
 	         "log = { level = \"info\"; };\nbatch = { max_keys = 7; window_ms = 1; };",
-	         db_conninfo(db));
+	         daemon_conninfo(db));
 	daemon_configure(&d, db, extra);
 	kill(d.pid, SIGHUP);
 	ck_assert(daemon_wait_log(&d, "configuration reloaded", 1, 5.0));
@@ -342,24 +342,24 @@ START_TEST(test_list_and_one_shot_reconcile)
 {
 	seed();
 	char out[4096], args[800];
-	snprintf(args, sizeof(args), "-d '%s' --list", db_conninfo(db));
+	snprintf(args, sizeof(args), "-d '%s' --list", daemon_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert_msg(strstr(out, "eth_user_balances") && strstr(out, "eth_user_balances_user(bigint)") &&
 	                  strstr(out, "eth_user_balances_wallet(text)"),
 	              "%s", out);
 
-	snprintf(args, sizeof(args), "-d '%s' --verify eth_user_balances", db_conninfo(db));
+	snprintf(args, sizeof(args), "-d '%s' --verify eth_user_balances", daemon_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 1);
 	/* Nothing has built the table yet: every user with a balance mismatches. */
 	ck_assert_msg(strstr(out, "mismatches=200") && strstr(out, "first mismatching keys: 1,2,3,"), "%s", out);
 
-	snprintf(args, sizeof(args), "-d '%s' --reconcile eth_user_balances", db_conninfo(db));
+	snprintf(args, sizeof(args), "-d '%s' --reconcile eth_user_balances", daemon_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert_msg(strstr(out, "fixed=200") != NULL, "%s", out);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert_msg(strstr(out, "fixed=0") != NULL, "%s", out);
 
-	snprintf(args, sizeof(args), "-d '%s' --verify no_such_rollup", db_conninfo(db));
+	snprintf(args, sizeof(args), "-d '%s' --verify no_such_rollup", daemon_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 70);
 	assert_balances_verified(db);
 }

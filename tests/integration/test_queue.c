@@ -137,7 +137,7 @@ START_TEST(test_two_daemons_share_one_queue)
 	         "database = { conninfo = \"%s\"; pool_size = 2; reconnect_min_ms = 50; reconnect_max_ms = 400; };\n"
 	         "batch = { max_keys = 50; window_ms = 5; retry_min_ms = 50; retry_max_ms = 400; };\n"
 	         "log = { level = \"debug\"; };\n%s",
-	         db_conninfo(db), QUEUE_CONFIG);
+	         daemon_conninfo(db), QUEUE_CONFIG);
 	daemon_second(&d2, db, "2", config);
 
 	ck_assert_int_eq(run_pgbench(db, 6, 4, "balance.sql@6 link.sql@2 user_wallet.sql@2"), 0);

@@ -1,4 +1,5 @@
 #include <check.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,33 @@ START_TEST(test_inverted_backoff_bounds_are_rejected)
 }
 END_TEST
 
+START_TEST(test_password_in_a_file_others_can_read_is_refused)
+{
+	struct config cfg;
+	char err[512];
+	const char *p = write_conf("database = { conninfo = \"host=db user=r password=secret\"; };\n");
+	ck_assert_int_eq(chmod(p, 0644), 0);
+	ck_assert_int_eq(config_load(p, NULL, &cfg, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "holds a password and the file is readable by others (mode 0644)") != NULL, "%s",
+	              err);
+	unlink(p);
+	/* The same in a URI. */
+	p = write_conf("database = { conninfo = \"postgresql://r:secret@db/app\"; };\n");
+	ck_assert_int_eq(chmod(p, 0604), 0);
+	ck_assert_int_eq(config_load(p, NULL, &cfg, err, sizeof(err)), -1);
+	/* Readable by the owner and the group only: fine, as is no password. */
+	ck_assert_int_eq(chmod(p, 0640), 0);
+	ck_assert_msg(config_load(p, NULL, &cfg, err, sizeof(err)) == 0, "%s", err);
+	config_free(&cfg);
+	unlink(p);
+	p = write_conf("database = { conninfo = \"host=db user=r\"; };\n");
+	ck_assert_int_eq(chmod(p, 0644), 0);
+	ck_assert_msg(config_load(p, NULL, &cfg, err, sizeof(err)) == 0, "%s", err);
+	config_free(&cfg);
+	unlink(p);
+}
+END_TEST
+
 START_TEST(test_unreadable_file_is_reported)
 {
 	struct config cfg;
@@ -213,6 +241,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, test_missing_conninfo_is_reported);
 	tcase_add_test(tc, test_inverted_backoff_bounds_are_rejected);
 	tcase_add_test(tc, test_unreadable_file_is_reported);
+	tcase_add_test(tc, test_password_in_a_file_others_can_read_is_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
