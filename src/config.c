@@ -61,6 +61,7 @@ static const struct key_spec keys[] = {
     INT_KEY("queue", "stats_interval_s", queue_stats_interval_s, 0, 86400, 10),
     INT_KEY("queue", "parallel", queue_parallel, 1, 64, 2),
     {"log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info"},
+    INT_KEY("log", "summary_interval_s", log_summary_interval_s, 0, 86400, 60),
     BOOL_KEY("standby", "enabled", standby_enabled, 0),
     INT_KEY("standby", "lock_id", standby_lock_id, 0, 2147483647, 1),
     INT_KEY("standby", "poll_ms", standby_poll_ms, 10, 600000, 1000),

@@ -55,6 +55,7 @@ struct config {
 
 	/* log */
 	enum log_level log_level;
+	int log_summary_interval_s;
 
 	/* daemon */
 	int shutdown_timeout_ms;

@@ -79,6 +79,11 @@ struct engine {
 	ev_timer shutdown_timer;
 	ev_timer reconcile_timer;  /* reconcile.interval_s */
 	ev_timer walk_retry_timer; /* a failed reconcile chunk's retry delay */
+	ev_timer watchdog_timer;   /* WATCHDOG=1 when systemd asks for it */
+	ev_timer summary_timer;    /* log.summary_interval_s */
+	ev_tstamp summary_at;
+	uint64_t summary_keys;
+	double keys_per_s; /* over the last summary interval */
 	void (*on_ready)(void *arg);
 	void *on_ready_arg;
 };
@@ -129,18 +134,78 @@ static struct queue_policy queue_policy_from(const struct config *cfg)
 	};
 }
 
+/* Keys refreshed so far, over every channel (notify batches and queue drains). */
+static uint64_t keys_refreshed_total(const struct engine *e)
+{
+	uint64_t n = 0;
+	const struct batch_channel *ch;
+	for (size_t i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		n += ch->keys_refreshed;
+	const struct queue_channel *qc;
+	for (size_t i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		n += qc->keys_drained;
+	return n;
+}
+
+static const char *state_name(const struct engine *e)
+{
+	return e->phase == PHASE_STOPPING        ? "stopping"
+	       : listener_standby(e->listener)   ? "standby"
+	       : e->ready                        ? "ready"
+	       : listener_listening(e->listener) ? "catching up"
+	                                         : "connecting";
+}
+
 static void report_status(struct engine *e)
 {
-	char status[256];
-	snprintf(status, sizeof(status), "STATUS=%s: rollups=%zu channels=%zu pending_keys=%zu workers=%zu/%zu",
-	         e->phase == PHASE_STOPPING        ? "stopping"
-	         : listener_standby(e->listener)   ? "standby"
-	         : e->ready                        ? "ready"
-	         : listener_listening(e->listener) ? "catching up"
-	                                           : "connecting",
-	         e->catalog.n_rollups, e->catalog.n_channels, batcher_pending(e->batcher), pool_connected(e->pool),
-	         pool_size(e->pool));
+	char status[320];
+	snprintf(status, sizeof(status),
+	         "STATUS=%s: rollups=%zu channels=%zu workers=%zu/%zu pending_keys=%zu keys_refreshed=%llu"
+	         " keys_per_s=%.0f poison_keys=%llu",
+	         state_name(e), e->catalog.n_rollups, e->catalog.n_channels, pool_connected(e->pool),
+	         pool_size(e->pool), batcher_pending(e->batcher), (unsigned long long)keys_refreshed_total(e),
+	         e->keys_per_s,
+	         (unsigned long long)(poison_found_total(e->poison) - poison_recovered_total(e->poison)));
 	sdnotify_send(status);
+}
+
+/* systemd's watchdog: the loop turns, so it pings; and the status line is fresh. */
+static void watchdog_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct engine *e = t->data;
+	(void)loop;
+	(void)revents;
+	sdnotify_send("WATCHDOG=1");
+	report_status(e);
+}
+
+/* One line every log.summary_interval_s: what was done since the last one. */
+static void summary_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct engine *e = t->data;
+	(void)revents;
+	ev_tstamp now = ev_now(loop);
+	uint64_t keys = keys_refreshed_total(e);
+	double span = now - e->summary_at;
+	e->keys_per_s = span > 0 ? (double)(keys - e->summary_keys) / span : 0;
+	log_info("summary state=%s keys_refreshed=%llu keys_per_s=%.1f pending_keys=%zu workers=%zu/%zu"
+	         " poison_keys=%llu notifications=%llu",
+	         state_name(e), (unsigned long long)(keys - e->summary_keys), e->keys_per_s,
+	         batcher_pending(e->batcher), pool_connected(e->pool), pool_size(e->pool),
+	         (unsigned long long)(poison_found_total(e->poison) - poison_recovered_total(e->poison)),
+	         (unsigned long long)listener_notifications(e->listener));
+	e->summary_at = now;
+	e->summary_keys = keys;
+	report_status(e);
+}
+
+static void arm_summary(struct engine *e)
+{
+	ev_timer_stop(e->loop, &e->summary_timer);
+	if (e->cfg->log_summary_interval_s > 0) {
+		ev_timer_set(&e->summary_timer, e->cfg->log_summary_interval_s, e->cfg->log_summary_interval_s);
+		ev_timer_start(e->loop, &e->summary_timer);
+	}
 }
 
 /* ---- walks ---- */
@@ -547,6 +612,8 @@ static void finish_stop(struct engine *e, const char *how)
 	ev_timer_stop(e->loop, &e->shutdown_timer);
 	ev_timer_stop(e->loop, &e->reconcile_timer);
 	ev_timer_stop(e->loop, &e->walk_retry_timer);
+	ev_timer_stop(e->loop, &e->watchdog_timer);
+	ev_timer_stop(e->loop, &e->summary_timer);
 	listener_stop(e->listener);
 	pool_stop(e->pool); /* batches still in flight come back to pending */
 
@@ -848,6 +915,10 @@ struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_re
 	e->reconcile_timer.data = e;
 	ev_init(&e->walk_retry_timer, walk_retry_timer_cb);
 	e->walk_retry_timer.data = e;
+	ev_init(&e->watchdog_timer, watchdog_timer_cb);
+	e->watchdog_timer.data = e;
+	ev_init(&e->summary_timer, summary_timer_cb);
+	e->summary_timer.data = e;
 	return e;
 }
 
@@ -858,6 +929,8 @@ void engine_free(struct engine *e)
 	ev_timer_stop(e->loop, &e->shutdown_timer);
 	ev_timer_stop(e->loop, &e->reconcile_timer);
 	ev_timer_stop(e->loop, &e->walk_retry_timer);
+	ev_timer_stop(e->loop, &e->watchdog_timer);
+	ev_timer_stop(e->loop, &e->summary_timer);
 	listener_free(e->listener);
 	/* In-flight jobs complete with "stopped" while the pool stops. */
 	if (e->pool)
@@ -894,6 +967,14 @@ void engine_start(struct engine *e)
 	pool_start(e->pool);
 	listener_start(e->listener);
 	arm_interval(e);
+	e->summary_at = ev_now(e->loop);
+	arm_summary(e);
+	double watchdog = sdnotify_watchdog_interval();
+	if (watchdog > 0) {
+		ev_timer_set(&e->watchdog_timer, watchdog, watchdog);
+		ev_timer_start(e->loop, &e->watchdog_timer);
+		log_info("systemd watchdog: pinging every %.1f s", watchdog);
+	}
 	report_status(e);
 }
 
@@ -920,6 +1001,8 @@ void engine_reload(struct engine *e, struct config *cfg)
 	listener_reload(e->listener, cfg, &settings);
 	if (old->reconcile_interval_s != cfg->reconcile_interval_s)
 		arm_interval(e);
+	if (old->log_summary_interval_s != cfg->log_summary_interval_s)
+		arm_summary(e);
 	config_free(old);
 	free(old);
 	log_info("configuration reloaded path=%s pool_size=%d max_keys=%d window_ms=%d log_level=%s%s", cfg->path,

@@ -48,3 +48,15 @@ int sdnotify_send(const char *state)
 	}
 	return 1;
 }
+
+double sdnotify_watchdog_interval(void)
+{
+	const char *usec = getenv("WATCHDOG_USEC");
+	const char *pid = getenv("WATCHDOG_PID");
+	if (usec == NULL || usec[0] == '\0')
+		return 0;
+	if (pid != NULL && pid[0] != '\0' && strtol(pid, NULL, 10) != (long)getpid())
+		return 0; /* meant for another process */
+	double us = strtod(usec, NULL);
+	return us > 0 ? us / 2e6 : 0;
+}

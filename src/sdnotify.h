@@ -10,4 +10,8 @@
  * Returns 1 sent, 0 no socket configured, -1 on error (logged). */
 int sdnotify_send(const char *state);
 
+/* The interval at which to send "WATCHDOG=1" (half of $WATCHDOG_USEC, when it
+ * is set for this process), in seconds; 0 when systemd wants no pings. */
+double sdnotify_watchdog_interval(void);
+
 #endif

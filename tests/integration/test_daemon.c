@@ -43,10 +43,14 @@ static const char *balance_sql(int user_id)
 START_TEST(test_changes_made_before_start_are_caught_up)
 {
 	seed();
-	daemon_start(&d, db, NULL);
+	daemon_start(&d, db, "log = { level = \"debug\"; summary_interval_s = 1; };");
 	/* user 10: 0xw10 (100) + linked 0xw210 (2100) */
 	ck_assert(db_wait_value(conn, "2200", 5.0, balance_sql(10)));
 	ck_assert_int_ge(daemon_log_count(&d, "reconcile done rollup=eth_user_balances fixed=200"), 1);
+	/* The periodic summary line. */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance + 1 WHERE wallet IN ('0xw1', '0xw2')");
+	ck_assert(db_wait_value(conn, "11", 5.0, balance_sql(1)));
+	ck_assert(daemon_wait_log(&d, "summary state=ready keys_refreshed=", 2, 3.0));
 	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
 	assert_balances_verified(db);
 }
@@ -307,7 +311,9 @@ START_TEST(test_systemd_hears_ready_and_stopping)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
 	snprintf(env_var, sizeof(env_var), "NOTIFY_SOCKET=%s", sock_path);
-	char *envs[] = {env_var, NULL};
+	/* A 400 ms watchdog: rollupd must ping every 200 ms from its loop. */
+	char watchdog[] = "WATCHDOG_USEC=400000";
+	char *envs[] = {env_var, watchdog, NULL};
 	daemon_configure(&d, db, NULL);
 	daemon_spawn(&d, envs);
 
@@ -325,12 +331,19 @@ START_TEST(test_systemd_hears_ready_and_stopping)
 		if (!stop_sent && strstr(seen, "READY=1")) {
 			/* READY only once listening and caught up. */
 			ck_assert(daemon_log_count(&d, "ready: listening and caught up") == 1);
+			/* Watchdog pings keep coming while it runs. */
+			sleep_ms(1000);
 			kill(d.pid, SIGTERM);
 			stop_sent = true;
 		}
 	}
 	ck_assert_msg(strstr(seen, "READY=1") && strstr(seen, "STOPPING=1"), "heard: %s", seen);
-	ck_assert(strstr(seen, "STATUS=ready") != NULL);
+	ck_assert(strstr(seen, "STATUS=ready: rollups=1 channels=2 workers=2/2 pending_keys=0 keys_refreshed=") != NULL);
+	int pings = 0;
+	for (const char *p = seen; (p = strstr(p, "WATCHDOG=1")) != NULL; p++)
+		pings++;
+	ck_assert_msg(pings >= 4, "%d watchdog pings in: %s", pings, seen);
+	ck_assert(daemon_log_count(&d, "systemd watchdog: pinging every 0.2 s") == 1);
 	ck_assert_int_eq(daemon_wait_exit(&d, 10), 0);
 	close(fd);
 	unlink(sock_path);
