@@ -4,6 +4,7 @@
  * documented example file.
  */
 #include "config.h"
+#include "http.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -62,6 +63,7 @@ static const struct key_spec keys[] = {
     INT_KEY("queue", "parallel", queue_parallel, 1, 64, 2),
     {"log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info"},
     INT_KEY("log", "summary_interval_s", log_summary_interval_s, 0, 86400, 60),
+    STR_KEY("metrics", "listen", metrics_listen, NULL),
     BOOL_KEY("standby", "enabled", standby_enabled, 0),
     INT_KEY("standby", "lock_id", standby_lock_id, 0, 2147483647, 1),
     INT_KEY("standby", "poll_ms", standby_poll_ms, 10, 600000, 1000),
@@ -70,7 +72,8 @@ static const struct key_spec keys[] = {
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"database", "batch", "reconcile", "queue", "standby", "log", "daemon"};
+static const char *const sections[] = {"database", "batch",   "reconcile", "queue",
+                                       "standby",  "metrics", "log",       "daemon"};
 
 static void set_error(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -345,6 +348,14 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 	}
 	if (check_pairs(out, path, err, errlen) != 0)
 		goto done;
+	char host[256], port[16];
+	if (out->metrics_listen != NULL &&
+	    http_parse_listen(out->metrics_listen, host, sizeof(host), port, sizeof(port)) != 0) {
+		set_error(err, errlen, path, 0,
+		          "metrics.listen \"%s\" is not HOST:PORT (\"127.0.0.1:9187\", \"[::1]:9187\")",
+		          out->metrics_listen);
+		goto done;
+	}
 	if (conninfo_override == NULL && check_password_exposure(out->conninfo, path, err, errlen) != 0)
 		goto done;
 	rc = 0;
@@ -362,6 +373,7 @@ void config_free(struct config *cfg)
 	free(cfg->rollups);
 	free(cfg->conninfo);
 	free(cfg->pidfile);
+	free(cfg->metrics_listen);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }

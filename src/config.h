@@ -44,6 +44,9 @@ struct config {
 	int queue_stats_interval_s;
 	int queue_parallel;
 
+	/* metrics: HTTP /metrics, /healthz, /livez; NULL = off */
+	char *metrics_listen;
+
 	/* standby: active/standby pairs through one advisory lock */
 	bool standby_enabled;
 	int standby_lock_id;

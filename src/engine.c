@@ -14,6 +14,8 @@
 
 #include "batcher.h"
 #include "catalog.h"
+#include "http.h"
+#include "keyset.h"
 #include "listener.h"
 #include "log.h"
 #include "poison.h"
@@ -41,6 +43,7 @@ struct walk {
 	ev_tstamp started;
 	ev_tstamp retry_at;
 	ev_tstamp last_log;
+	double last_done; /* wall clock of the last complete walk, 0 = none */
 	uint64_t fixed;
 	uint64_t chunks;
 	struct backoff retry;
@@ -79,8 +82,16 @@ struct engine {
 	ev_timer shutdown_timer;
 	ev_timer reconcile_timer;  /* reconcile.interval_s */
 	ev_timer walk_retry_timer; /* a failed reconcile chunk's retry delay */
-	ev_timer watchdog_timer;   /* WATCHDOG=1 when systemd asks for it */
-	ev_timer summary_timer;    /* log.summary_interval_s */
+	struct http_server *http;  /* metrics.listen */
+	char *http_listen;         /* what it listens on */
+	uint64_t listener_losses;
+	uint64_t worker_losses;
+	/* Refresh and drain durations: cumulative Prometheus buckets. */
+	uint64_t duration_buckets[12];
+	uint64_t duration_count;
+	double duration_sum_s;
+	ev_timer watchdog_timer; /* WATCHDOG=1 when systemd asks for it */
+	ev_timer summary_timer;  /* log.summary_interval_s */
 	ev_tstamp summary_at;
 	uint64_t summary_keys;
 	double keys_per_s; /* over the last summary interval */
@@ -337,6 +348,18 @@ static void job_end(struct job *job)
 	dispatch(e);
 }
 
+static const double DURATION_BOUNDS_S[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define N_BOUNDS (sizeof(DURATION_BOUNDS_S) / sizeof(DURATION_BOUNDS_S[0]))
+
+static void observe_duration(struct engine *e, double seconds)
+{
+	for (size_t i = 0; i < N_BOUNDS; i++)
+		if (seconds <= DURATION_BOUNDS_S[i])
+			e->duration_buckets[i]++;
+	e->duration_count++;
+	e->duration_sum_s += seconds;
+}
+
 static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
 {
 	struct job *job = arg;
@@ -357,6 +380,7 @@ static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *e
 	} else {
 		long rows = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 		long poisoned = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+		observe_duration(e, ms / 1000.0);
 		log_debug("refreshed channel=%s keys=%zu rows=%ld ms=%.1f", batch->channel, batch->n, rows, ms);
 		poison_found(e->poison, batch->channel, poisoned, PQgetvalue(res, 0, 2));
 		batcher_complete(e->batcher, batch, true, rows);
@@ -417,6 +441,7 @@ static void on_reconcile_done(struct pgconn *c, const PGresult *res, const char 
 		if (w->after == NULL) {
 			w->active = false;
 			w->catch_up = false;
+			w->last_done = ev_time();
 			log_info("reconcile done rollup=%s fixed=%llu chunks=%llu ms=%.0f", w->rollup,
 			         (unsigned long long)w->fixed, (unsigned long long)w->chunks,
 			         (now - w->started) * 1000.0);
@@ -502,8 +527,12 @@ static void on_queue_done(struct pgconn *c, const PGresult *res, const char *err
 		job_end(job);
 		return;
 	}
-	const struct queue_channel *ch = queues_find(e->queues, q->channel);
+	struct queue_channel *ch = queues_find(e->queues, q->channel);
 	if (q->step == QUEUE_STATS) {
+		if (ch != NULL) {
+			ch->depth = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+			ch->oldest_ms = strtod(PQgetvalue(res, 0, 1), NULL);
+		}
 		log_info("queue channel=%s depth=%s oldest_ms=%s drained_keys=%llu rings=%llu", q->channel,
 		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), ch ? (unsigned long long)ch->keys_drained : 0ULL,
 		         ch ? (unsigned long long)ch->rings : 0ULL);
@@ -513,6 +542,8 @@ static void on_queue_done(struct pgconn *c, const PGresult *res, const char *err
 	}
 	long taken = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	long written = q->step == QUEUE_REARM ? 0 : strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	if (q->step != QUEUE_REARM && taken > 0)
+		observe_duration(e, ms / 1000.0);
 	bool truncated = q->step != QUEUE_REARM && strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	if (q->step == QUEUE_REARM)
 		log_debug("queue rearm channel=%s armed=%s ms=%.1f", q->channel,
@@ -783,10 +814,12 @@ static void on_listener_down(const char *reason, bool was_up, uint32_t failures,
 
 	if (e->phase == PHASE_STOPPING || e->phase == PHASE_STOPPED)
 		return;
-	if (was_up)
+	if (was_up) {
+		e->listener_losses++;
 		log_error(
 		    "listener lost; reconnecting, then reconciling before trusting notifications again error=\"%s\"",
 		    reason);
+	}
 	update_readiness(e);
 	if (e->phase == PHASE_STARTING && e->cfg->connect_retries > 0 &&
 	    failures >= (uint32_t)e->cfg->connect_retries) {
@@ -827,8 +860,10 @@ static void on_worker_down(struct pool_worker *w, const char *reason, bool was_u
 {
 	struct engine *e = arg;
 	/* A stop closes every worker on purpose; anything else is worth a line. */
-	if (was_up && e->phase != PHASE_STOPPED)
+	if (was_up && e->phase != PHASE_STOPPED) {
+		e->worker_losses++;
 		log_warning("worker lost worker=%u error=\"%s\"", w->id, reason);
+	}
 }
 
 static void on_batches_due(void *arg)
@@ -872,6 +907,163 @@ static void walk_retry_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	dispatch(t->data);
+}
+
+/* ---- /metrics, /healthz, /livez ---- */
+
+static void counter(struct http_body *b, const char *name, const char *help)
+{
+	http_body_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+}
+
+static void gauge(struct http_body *b, const char *name, const char *help)
+{
+	http_body_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+static void render_metrics(struct engine *e, struct http_body *b)
+{
+	const struct batch_channel *ch;
+	const struct queue_channel *qc;
+	size_t i;
+
+	gauge(b, "rollupd_ready", "1 while listening on every channel and caught up (what /healthz reports).");
+	http_body_printf(b, "rollupd_ready %d\n", e->ready && !listener_standby(e->listener));
+	gauge(b, "rollupd_standby", "1 while waiting as the standby of another rollupd.");
+	http_body_printf(b, "rollupd_standby %d\n", listener_standby(e->listener));
+	gauge(b, "rollupd_listener_connected", "1 while the listener's LISTEN is in force.");
+	http_body_printf(b, "rollupd_listener_connected %d\n", listener_listening(e->listener));
+	gauge(b, "rollupd_workers", "Worker connections, by state.");
+	http_body_printf(b, "rollupd_workers{state=\"connected\"} %zu\nrollupd_workers{state=\"configured\"} %zu\n",
+	                 pool_connected(e->pool), pool_size(e->pool));
+	counter(b, "rollupd_connections_lost_total",
+	        "Sessions lost (listener or worker), each reconnected with backoff.");
+	http_body_printf(b, "rollupd_connections_lost_total{conn=\"listener\"} %llu\n",
+	                 (unsigned long long)e->listener_losses);
+	http_body_printf(b, "rollupd_connections_lost_total{conn=\"worker\"} %llu\n",
+	                 (unsigned long long)e->worker_losses);
+	counter(b, "rollupd_notifications_total", "Notifications received.");
+	http_body_printf(b, "rollupd_notifications_total %llu\n",
+	                 (unsigned long long)listener_notifications(e->listener));
+
+	counter(b, "rollupd_keys_received_total", "Keys received per notify-mode channel (before dedup).");
+	for (i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		http_body_printf(b, "rollupd_keys_received_total{channel=\"%s\"} %llu\n", ch->name,
+		                 (unsigned long long)ch->keys_received);
+	counter(b, "rollupd_keys_refreshed_total", "Keys refreshed per channel (notify batches and queue drains).");
+	for (i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		http_body_printf(b, "rollupd_keys_refreshed_total{channel=\"%s\"} %llu\n", ch->name,
+		                 (unsigned long long)ch->keys_refreshed);
+	for (i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		http_body_printf(b, "rollupd_keys_refreshed_total{channel=\"%s\"} %llu\n", qc->name,
+		                 (unsigned long long)qc->keys_drained);
+	counter(b, "rollupd_rows_written_total", "Derived rows written or deleted per channel.");
+	for (i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		http_body_printf(b, "rollupd_rows_written_total{channel=\"%s\"} %llu\n", ch->name,
+		                 (unsigned long long)ch->rows_written);
+	for (i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		http_body_printf(b, "rollupd_rows_written_total{channel=\"%s\"} %llu\n", qc->name,
+		                 (unsigned long long)qc->rows_written);
+	counter(b, "rollupd_batches_total", "Refresh batches and queue drains, by result.");
+	for (i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		http_body_printf(b,
+		                 "rollupd_batches_total{channel=\"%s\",result=\"ok\"} %llu\n"
+		                 "rollupd_batches_total{channel=\"%s\",result=\"failed\"} %llu\n",
+		                 ch->name, (unsigned long long)ch->batches_ok, ch->name,
+		                 (unsigned long long)ch->batches_failed);
+	for (i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		http_body_printf(b,
+		                 "rollupd_batches_total{channel=\"%s\",result=\"ok\"} %llu\n"
+		                 "rollupd_batches_total{channel=\"%s\",result=\"failed\"} %llu\n",
+		                 qc->name, (unsigned long long)qc->drains, qc->name, (unsigned long long)qc->failures);
+	counter(b, "rollupd_keys_rejected_total", "Keys not taken, by reason (malformed, overflowed the pending cap).");
+	for (i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		http_body_printf(b,
+		                 "rollupd_keys_rejected_total{channel=\"%s\",reason=\"malformed\"} %llu\n"
+		                 "rollupd_keys_rejected_total{channel=\"%s\",reason=\"overflow\"} %llu\n",
+		                 ch->name, (unsigned long long)ch->keys_malformed, ch->name,
+		                 (unsigned long long)ch->keys_overflowed);
+	gauge(b, "rollupd_pending_keys", "Keys waiting in memory per notify-mode channel.");
+	for (i = 0; (ch = batcher_channel(e->batcher, i)) != NULL; i++)
+		http_body_printf(b, "rollupd_pending_keys{channel=\"%s\"} %zu\n", ch->name, keyset_count(ch->pending));
+	gauge(b, "rollupd_queue_depth", "Queued keys per queue-mode channel, at the last stats step.");
+	for (i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		if (qc->depth >= 0)
+			http_body_printf(b, "rollupd_queue_depth{channel=\"%s\"} %lld\n", qc->name, qc->depth);
+	gauge(b, "rollupd_queue_oldest_key_seconds", "Age of the oldest queued key, at the last stats step.");
+	for (i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		if (qc->depth >= 0)
+			http_body_printf(b, "rollupd_queue_oldest_key_seconds{channel=\"%s\"} %.3f\n", qc->name,
+			                 qc->oldest_ms / 1000.0);
+	counter(b, "rollupd_poison_keys_total", "Keys isolated because their refresh failed, and recovered since.");
+	http_body_printf(b, "rollupd_poison_keys_total{event=\"isolated\"} %llu\n",
+	                 (unsigned long long)poison_found_total(e->poison));
+	http_body_printf(b, "rollupd_poison_keys_total{event=\"recovered\"} %llu\n",
+	                 (unsigned long long)poison_recovered_total(e->poison));
+	gauge(b, "rollupd_reconcile_last_success_timestamp_seconds", "When each rollup's last full walk ended.");
+	for (i = 0; i < e->n_walks; i++)
+		if (e->walks[i].last_done > 0)
+			http_body_printf(b, "rollupd_reconcile_last_success_timestamp_seconds{rollup=\"%s\"} %.3f\n",
+			                 e->walks[i].rollup, e->walks[i].last_done);
+	gauge(b, "rollupd_reconcile_running", "1 while a reconcile walk of the rollup is under way.");
+	for (i = 0; i < e->n_walks; i++)
+		http_body_printf(b, "rollupd_reconcile_running{rollup=\"%s\"} %d\n", e->walks[i].rollup,
+		                 e->walks[i].active);
+	http_body_printf(b, "# HELP rollupd_refresh_duration_seconds Refresh batches and queue drains that took keys.\n"
+	                    "# TYPE rollupd_refresh_duration_seconds histogram\n");
+	for (i = 0; i < N_BOUNDS; i++)
+		http_body_printf(b, "rollupd_refresh_duration_seconds_bucket{le=\"%g\"} %llu\n", DURATION_BOUNDS_S[i],
+		                 (unsigned long long)e->duration_buckets[i]);
+	http_body_printf(b,
+	                 "rollupd_refresh_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	                 "rollupd_refresh_duration_seconds_sum %.6f\nrollupd_refresh_duration_seconds_count %llu\n",
+	                 (unsigned long long)e->duration_count, e->duration_sum_s,
+	                 (unsigned long long)e->duration_count);
+}
+
+static int on_http(const char *path, struct http_body *body, const char **content_type, void *arg)
+{
+	struct engine *e = arg;
+	if (strcmp(path, "/metrics") == 0) {
+		*content_type = "text/plain; version=0.0.4; charset=utf-8";
+		render_metrics(e, body);
+		return 200;
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		/* Ready: the listener LISTENs and the catch-up is done. */
+		bool ok = e->ready && !listener_standby(e->listener) && e->phase == PHASE_RUNNING;
+		http_body_printf(body, "%s\n", ok ? "ready" : state_name(e));
+		return ok ? 200 : 503;
+	}
+	if (strcmp(path, "/livez") == 0) {
+		http_body_printf(body, "alive\n"); /* the loop answers: independent of the database */
+		return 200;
+	}
+	http_body_printf(body, "not found: /metrics, /healthz, /livez\n");
+	return 404;
+}
+
+/* Listen on metrics.listen (again, when it changed). At start a failure is
+ * fatal; on reload the old listener is kept. */
+static int apply_metrics_listen(struct engine *e, bool at_start)
+{
+	const char *want = e->cfg->metrics_listen;
+	if ((want == NULL && e->http_listen == NULL) ||
+	    (want != NULL && e->http_listen != NULL && strcmp(want, e->http_listen) == 0))
+		return 0;
+	struct http_server *server = NULL;
+	char err[256];
+	if (want != NULL && (server = http_server_new(e->loop, want, on_http, e, err, sizeof(err))) == NULL) {
+		log_error("cannot serve metrics error=\"%s\"%s", err, at_start ? "" : " (the old listener stays)");
+		return -1;
+	}
+	http_server_free(e->http);
+	free(e->http_listen);
+	e->http = server;
+	e->http_listen = want ? strdup(want) : NULL;
+	if (want != NULL)
+		log_info("serving /metrics /healthz /livez listen=%s", want);
+	return 0;
 }
 
 /* ---- public ---- */
@@ -931,6 +1123,8 @@ void engine_free(struct engine *e)
 	ev_timer_stop(e->loop, &e->walk_retry_timer);
 	ev_timer_stop(e->loop, &e->watchdog_timer);
 	ev_timer_stop(e->loop, &e->summary_timer);
+	http_server_free(e->http);
+	free(e->http_listen);
 	listener_free(e->listener);
 	/* In-flight jobs complete with "stopped" while the pool stops. */
 	if (e->pool)
@@ -960,10 +1154,14 @@ static void arm_interval(struct engine *e)
 	}
 }
 
-void engine_start(struct engine *e)
+int engine_start(struct engine *e)
 {
 	log_info("starting pool_size=%d max_keys=%d window_ms=%d", e->cfg->pool_size, e->cfg->batch_max_keys,
 	         e->cfg->batch_window_ms);
+	if (apply_metrics_listen(e, true) != 0) {
+		e->exit_code = EX_UNAVAILABLE;
+		return -1;
+	}
 	pool_start(e->pool);
 	listener_start(e->listener);
 	arm_interval(e);
@@ -976,6 +1174,7 @@ void engine_start(struct engine *e)
 		log_info("systemd watchdog: pinging every %.1f s", watchdog);
 	}
 	report_status(e);
+	return 0;
 }
 
 void engine_reload(struct engine *e, struct config *cfg)
@@ -1003,6 +1202,7 @@ void engine_reload(struct engine *e, struct config *cfg)
 		arm_interval(e);
 	if (old->log_summary_interval_s != cfg->log_summary_interval_s)
 		arm_summary(e);
+	apply_metrics_listen(e, false);
 	config_free(old);
 	free(old);
 	log_info("configuration reloaded path=%s pool_size=%d max_keys=%d window_ms=%d log_level=%s%s", cfg->path,

@@ -19,7 +19,8 @@ struct engine;
 struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_ready)(void *arg), void *arg);
 void engine_free(struct engine *e);
 
-void engine_start(struct engine *e);
+/* Connect and listen; -1 when it cannot start at all (engine_exit_code() says why). */
+int engine_start(struct engine *e);
 
 /* Apply a validated config (taking ownership): log level, batching, pool size,
  * timeouts, reconcile interval, rollup list; a changed conninfo reconnects. */

@@ -78,8 +78,8 @@ int loop_run(struct config *cfg, const struct loop_options *opts)
 	ev_signal_start(loop, &term);
 	ev_signal_start(loop, &intr);
 
-	engine_start(st.engine);
-	ev_run(loop, 0);
+	if (engine_start(st.engine) == 0)
+		ev_run(loop, 0);
 
 	int code = engine_exit_code(st.engine);
 	ev_signal_stop(loop, &hup);

@@ -184,6 +184,7 @@ void queues_set_channels(struct queues *qs, const struct catalog *cat, bool new_
 				continue;
 			}
 			backoff_init(&ch->retry, qs->policy.retry_min_ms, qs->policy.retry_max_ms);
+			ch->depth = -1;
 			drain_now(ch, now);
 		}
 		channels[n++] = ch;

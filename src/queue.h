@@ -55,6 +55,8 @@ struct queue_channel {
 	uint64_t rows_written;
 	uint64_t failures;
 	uint64_t truncations;
+	long long depth;  /* at the last stats step, -1 before one */
+	double oldest_ms; /* age of the oldest queued key then */
 };
 
 /* A step taken for a worker; the channel may be gone by completion. */

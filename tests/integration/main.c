@@ -10,6 +10,7 @@ int main(void)
 	srunner_add_suite(sr, first_delegation_suite());
 	srunner_add_suite(sr, queue_suite());
 	srunner_add_suite(sr, poison_suite());
+	srunner_add_suite(sr, metrics_suite());
 	srunner_add_suite(sr, faults_suite());
 	srunner_add_suite(sr, standby_suite());
 	srunner_run_all(sr, CK_NORMAL);

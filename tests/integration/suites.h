@@ -7,6 +7,7 @@
 Suite *balances_suite(void);
 Suite *daemon_suite(void);
 Suite *first_delegation_suite(void);
+Suite *metrics_suite(void);
 Suite *poison_suite(void);
 Suite *queue_suite(void);
 Suite *faults_suite(void);

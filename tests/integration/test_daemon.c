@@ -338,7 +338,8 @@ START_TEST(test_systemd_hears_ready_and_stopping)
 		}
 	}
 	ck_assert_msg(strstr(seen, "READY=1") && strstr(seen, "STOPPING=1"), "heard: %s", seen);
-	ck_assert(strstr(seen, "STATUS=ready: rollups=1 channels=2 workers=2/2 pending_keys=0 keys_refreshed=") != NULL);
+	ck_assert(strstr(seen, "STATUS=ready: rollups=1 channels=2 workers=2/2 pending_keys=0 keys_refreshed=") !=
+	          NULL);
 	int pings = 0;
 	for (const char *p = seen; (p = strstr(p, "WATCHDOG=1")) != NULL; p++)
 		pings++;

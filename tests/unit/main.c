@@ -11,6 +11,7 @@ int main(void)
 	srunner_add_suite(sr, catalog_suite());
 	srunner_add_suite(sr, cli_suite());
 	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, keyset_suite());
 	srunner_add_suite(sr, payload_suite());
 	srunner_add_suite(sr, queue_suite());

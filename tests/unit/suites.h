@@ -9,6 +9,7 @@ Suite *batcher_suite(void);
 Suite *catalog_suite(void);
 Suite *cli_suite(void);
 Suite *config_suite(void);
+Suite *http_suite(void);
 Suite *keyset_suite(void);
 Suite *payload_suite(void);
 Suite *queue_suite(void);
