@@ -7,6 +7,7 @@
  */
 #include "engine.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,11 @@ struct engine {
 	uint64_t duration_buckets[12];
 	uint64_t duration_count;
 	double duration_sum_s;
+	/* Queue waits of drained keys: per bucket (not cumulative), the last is +Inf. */
+	uint64_t wait_counts[12];
+	uint64_t wait_count;
+	double wait_sum_s;
+	uint64_t wait_counts_at_summary[12];
 	ev_timer watchdog_timer; /* WATCHDOG=1 when systemd asks for it */
 	ev_timer summary_timer;  /* log.summary_interval_s */
 	ev_tstamp summary_at;
@@ -190,6 +196,8 @@ static void watchdog_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	report_status(e);
 }
 
+static double wait_quantile(const struct engine *e, const uint64_t *base, double q);
+
 /* One line every log.summary_interval_s: what was done since the last one. */
 static void summary_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -199,12 +207,21 @@ static void summary_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t keys = keys_refreshed_total(e);
 	double span = now - e->summary_at;
 	e->keys_per_s = span > 0 ? (double)(keys - e->summary_keys) / span : 0;
-	log_info("summary state=%s keys_refreshed=%llu keys_per_s=%.1f pending_keys=%zu workers=%zu/%zu"
-	         " poison_keys=%llu notifications=%llu",
+	long long depth = 0;
+	const struct queue_channel *qc;
+	for (size_t i = 0; (qc = queues_channel(e->queues, i)) != NULL; i++)
+		depth += qc->depth > 0 ? qc->depth : 0;
+	char wait[48] = "";
+	double p99 = wait_quantile(e, e->wait_counts_at_summary, 0.99);
+	if (p99 >= 0)
+		snprintf(wait, sizeof(wait), " queue_wait_p99_s<=%g", p99);
+	log_info("summary state=%s keys_refreshed=%llu keys_per_s=%.1f pending_keys=%zu queue_depth=%lld%s"
+	         " workers=%zu/%zu poison_keys=%llu notifications=%llu",
 	         state_name(e), (unsigned long long)(keys - e->summary_keys), e->keys_per_s,
-	         batcher_pending(e->batcher), pool_connected(e->pool), pool_size(e->pool),
+	         batcher_pending(e->batcher), depth, wait, pool_connected(e->pool), pool_size(e->pool),
 	         (unsigned long long)(poison_found_total(e->poison) - poison_recovered_total(e->poison)),
 	         (unsigned long long)listener_notifications(e->listener));
+	memcpy(e->wait_counts_at_summary, e->wait_counts, sizeof(e->wait_counts));
 	e->summary_at = now;
 	e->summary_keys = keys;
 	report_status(e);
@@ -360,6 +377,38 @@ static void observe_duration(struct engine *e, double seconds)
 	e->duration_sum_s += seconds;
 }
 
+/* A drain's per-bucket counts of its keys' queue waits ("n0,n1,...,n11"). */
+static void observe_waits(struct engine *e, const char *counts, double sum_s)
+{
+	const char *p = counts;
+	for (size_t i = 0; i <= N_BOUNDS && *p != '\0'; i++) {
+		char *end;
+		unsigned long long n = strtoull(p, &end, 10);
+		e->wait_counts[i] += n;
+		e->wait_count += n;
+		p = *end == ',' ? end + 1 : end;
+	}
+	e->wait_sum_s += sum_s;
+}
+
+/* The upper bound of the bucket holding the q-quantile of the waits counted
+ * since `base` (a copy taken earlier), in seconds; -1 without waits, +inf
+ * past the last bound. */
+static double wait_quantile(const struct engine *e, const uint64_t *base, double q)
+{
+	uint64_t total = 0, seen = 0;
+	for (size_t i = 0; i <= N_BOUNDS; i++)
+		total += e->wait_counts[i] - base[i];
+	if (total == 0)
+		return -1;
+	for (size_t i = 0; i < N_BOUNDS; i++) {
+		seen += e->wait_counts[i] - base[i];
+		if ((double)seen >= q * (double)total)
+			return DURATION_BOUNDS_S[i];
+	}
+	return INFINITY;
+}
+
 static void on_refresh_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
 {
 	struct job *job = arg;
@@ -486,8 +535,8 @@ static bool start_reconcile(struct engine *e, struct pool_worker *pw, ev_tstamp 
 	return false;
 }
 
-static const char QUEUE_DRAIN_SQL[] =
-    "SELECT taken, written, truncated, poisoned, detail FROM rollupd.queue_drain($1, $2)";
+static const char QUEUE_DRAIN_SQL[] = "SELECT taken, written, truncated, poisoned, detail,"
+                                      " array_to_string(wait_buckets, ','), wait_sum FROM rollupd.queue_drain($1, $2)";
 static const char QUEUE_REARM_SQL[] = "SELECT CASE WHEN rollupd.queue_rearm($1) THEN 1 ELSE 0 END";
 static const char QUEUE_STATS_SQL[] = "SELECT depth, round(oldest_ms) FROM rollupd.queue_stats($1)";
 
@@ -512,7 +561,7 @@ static void on_queue_done(struct pgconn *c, const PGresult *res, const char *err
 	struct engine *e = job->e;
 	struct queue_job *q = job->qjob;
 	double ms = (ev_now(e->loop) - job->started) * 1000.0;
-	int want_cols = q->step == QUEUE_REARM ? 1 : q->step == QUEUE_STATS ? 2 : 5;
+	int want_cols = q->step == QUEUE_REARM ? 1 : q->step == QUEUE_STATS ? 2 : 7;
 	(void)c;
 
 	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) != want_cols))
@@ -542,8 +591,10 @@ static void on_queue_done(struct pgconn *c, const PGresult *res, const char *err
 	}
 	long taken = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	long written = q->step == QUEUE_REARM ? 0 : strtol(PQgetvalue(res, 0, 1), NULL, 10);
-	if (q->step != QUEUE_REARM && taken > 0)
+	if (q->step != QUEUE_REARM && taken > 0) {
 		observe_duration(e, ms / 1000.0);
+		observe_waits(e, PQgetvalue(res, 0, 5), strtod(PQgetvalue(res, 0, 6), NULL));
+	}
 	bool truncated = q->step != QUEUE_REARM && strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	if (q->step == QUEUE_REARM)
 		log_debug("queue rearm channel=%s armed=%s ms=%.1f", q->channel,
@@ -1009,6 +1060,22 @@ static void render_metrics(struct engine *e, struct http_body *b)
 	for (i = 0; i < e->n_walks; i++)
 		http_body_printf(b, "rollupd_reconcile_running{rollup=\"%s\"} %d\n", e->walks[i].rollup,
 		                 e->walks[i].active);
+	gauge(b, "rollupd_notification_queue_usage",
+	      "pg_notification_queue_usage() at the listener's last ping (0-1).");
+	if (listener_notify_queue_usage(e->listener) >= 0)
+		http_body_printf(b, "rollupd_notification_queue_usage %g\n", listener_notify_queue_usage(e->listener));
+	http_body_printf(b, "# HELP rollupd_queue_wait_seconds How long drained keys waited in the queue, from the"
+	                    " writer's transaction to their drain.\n# TYPE rollupd_queue_wait_seconds histogram\n");
+	uint64_t cumulative = 0;
+	for (i = 0; i < N_BOUNDS; i++) {
+		cumulative += e->wait_counts[i];
+		http_body_printf(b, "rollupd_queue_wait_seconds_bucket{le=\"%g\"} %llu\n", DURATION_BOUNDS_S[i],
+		                 (unsigned long long)cumulative);
+	}
+	http_body_printf(b,
+	                 "rollupd_queue_wait_seconds_bucket{le=\"+Inf\"} %llu\n"
+	                 "rollupd_queue_wait_seconds_sum %.6f\nrollupd_queue_wait_seconds_count %llu\n",
+	                 (unsigned long long)e->wait_count, e->wait_sum_s, (unsigned long long)e->wait_count);
 	http_body_printf(b, "# HELP rollupd_refresh_duration_seconds Refresh batches and queue drains that took keys.\n"
 	                    "# TYPE rollupd_refresh_duration_seconds histogram\n");
 	for (i = 0; i < N_BOUNDS; i++)

@@ -46,6 +46,7 @@ struct listener {
 
 	uint64_t notifications;
 	uint64_t unknown_channel;
+	double notify_queue_usage; /* pg_notification_queue_usage() at the last ping; -1 before */
 };
 
 static void send_catalog_query(struct listener *l);
@@ -69,13 +70,15 @@ static void schedule_ping(struct listener *l)
 static void on_ping_done(struct pgconn *c, const PGresult *res, const char *error, void *arg)
 {
 	struct listener *l = arg;
-	(void)res;
 	l->ping_in_flight = false;
 	if (error != NULL) {
 		if (pgconn_state(c) == PGCONN_IDLE)
 			schedule_ping(l); /* the server answered, with an error: alive */
 		return;
 	}
+	/* The ping's answer: how full the server's notification queue is. */
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		l->notify_queue_usage = strtod(PQgetvalue(res, 0, 0), NULL);
 	if (l->reload_pending)
 		send_catalog_query(l);
 	else
@@ -98,7 +101,7 @@ static void ping_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		schedule_ping(l); /* busy with a reload: its answer is proof enough */
 		return;
 	}
-	if (pgconn_query(l->conn, "SELECT 1", 0, NULL, on_ping_done, l) != 0)
+	if (pgconn_query(l->conn, "SELECT pg_notification_queue_usage()", 0, NULL, on_ping_done, l) != 0)
 		return;
 	l->ping_in_flight = true;
 	ev_timer_set(&l->ping_timer, l->cfg->connect_timeout_ms / 1000.0, 0.);
@@ -324,6 +327,7 @@ struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings
 		return NULL;
 	}
 	l->loop = loop;
+	l->notify_queue_usage = -1;
 	ev_init(&l->standby_timer, standby_timer_cb);
 	l->standby_timer.data = l;
 	ev_init(&l->ping_timer, ping_timer_cb);
@@ -390,4 +394,9 @@ uint64_t listener_notifications(const struct listener *l)
 uint64_t listener_unknown_channel(const struct listener *l)
 {
 	return l->unknown_channel;
+}
+
+double listener_notify_queue_usage(const struct listener *l)
+{
+	return l->notify_queue_usage;
 }

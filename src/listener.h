@@ -58,5 +58,7 @@ bool listener_standby(const struct listener *l);
 uint64_t listener_notifications(const struct listener *l);
 /* Notifications on a channel no rollup owns (skipped). */
 uint64_t listener_unknown_channel(const struct listener *l);
+/* pg_notification_queue_usage() (0..1) as of the last ping, -1 before one. */
+double listener_notify_queue_usage(const struct listener *l);
 
 #endif

@@ -403,13 +403,19 @@ $$;
 -- unlogged queue was emptied by a crash (the sentinel row is gone; it is put
 -- back here): the rollup needs a full reconcile.
 DROP FUNCTION IF EXISTS rollupd.queue_drain(text, integer);
+-- `wait_buckets` counts how long the claimed keys waited in the queue (from
+-- the writer's transaction to this claim) in the buckets of rollupd's
+-- histogram: [0, 5 ms), [5 ms, 10 ms), ... [10 s, inf); `wait_sum` is the
+-- total in seconds.
 CREATE OR REPLACE FUNCTION rollupd.queue_drain(p_channel text, max_keys integer,
                                                OUT taken integer, OUT written bigint, OUT truncated boolean,
-                                               OUT poisoned integer, OUT detail text)
+                                               OUT poisoned integer, OUT detail text,
+                                               OUT wait_buckets integer[], OUT wait_sum double precision)
 LANGUAGE plpgsql
 AS $$
 DECLARE
     keys text[];
+    waits double precision[];
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel AND c.delivery = 'queue') THEN
         RAISE EXCEPTION 'rollupd: channel % is not in queue mode', p_channel;
@@ -426,10 +432,17 @@ BEGIN
     ), gone AS (
         DELETE FROM rollupd.queue q USING claimed
          WHERE q.channel = p_channel AND q.key = claimed.key
-        RETURNING q.key
+        RETURNING q.key, q.enqueued_at
     )
-    SELECT array_agg(gone.key) INTO keys FROM gone;
+    SELECT array_agg(gone.key), array_agg(extract(epoch FROM clock_timestamp() - gone.enqueued_at)::double precision)
+      INTO keys, waits FROM gone;
     taken := coalesce(cardinality(keys), 0);
+    SELECT array_agg(coalesce(x.n, 0)::integer ORDER BY i), coalesce(sum(x.total), 0)
+      INTO wait_buckets, wait_sum
+      FROM generate_series(0, 11) i
+      LEFT JOIN (SELECT width_bucket(w, ARRAY[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]::double precision[]) b,
+                        count(*) n, sum(w) total
+                   FROM unnest(waits) w GROUP BY 1) x ON x.b = i;
     SELECT r.written, r.poisoned, r.detail INTO written, poisoned, detail
       FROM rollupd.refresh_keys(p_channel, keys) r;
 END

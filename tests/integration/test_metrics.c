@@ -1,7 +1,8 @@
 /*
  * /metrics, /healthz and /livez (metrics.listen), read with curl, and the
  * server's bounds: a client that never finishes its request, more clients
- * than the cap, and malformed requests must not disturb the daemon.
+ * than the cap, and malformed requests must not disturb the daemon; queue
+ * waits and depth, and pg_notification_queue_usage() from the listener's ping.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -50,7 +51,7 @@ static int connect_raw(void)
 	return fd;
 }
 
-static void start(void)
+static void start_with(const char *delivery, const char *more)
 {
 	db_create(db, sizeof(db));
 	conn = db_open(db);
@@ -58,10 +59,21 @@ static void start(void)
 	              " SELECT g, 't', true, '0xw' || g FROM generate_series(1, 20) g");
 	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
 	              " SELECT '0xw' || g, g FROM generate_series(1, 20) g");
+	db_exec(conn,
+	        "SELECT rollupd.set_delivery(c, '%s')"
+	        " FROM unnest(ARRAY['eth_user_balances_user', 'eth_user_balances_wallet']) AS c",
+	        delivery);
+	/* A queue-mode rollup is not walked at start: build it here. */
+	db_exec(conn, "SELECT rollupd.eth_user_balances_refresh(ARRAY(SELECT generate_series(1, 20)::bigint))");
 	port = 20000 + (int)(getpid() % 20000);
-	char extra[128];
-	snprintf(extra, sizeof(extra), "metrics = { listen = \"127.0.0.1:%d\"; };", port);
+	char extra[1024];
+	snprintf(extra, sizeof(extra), "metrics = { listen = \"127.0.0.1:%d\"; };\n%s", port, more);
 	daemon_start(&d, db, extra);
+}
+
+static void start(void)
+{
+	start_with("notify", "");
 }
 
 START_TEST(test_metrics_and_health_over_http)
@@ -159,6 +171,42 @@ START_TEST(test_metrics_address_in_use_fails_the_start)
 }
 END_TEST
 
+START_TEST(test_queue_waits_depth_and_notification_queue_usage)
+{
+	start_with("queue",
+	           "queue = { stats_interval_s = 1; };\nlog = { level = \"debug\"; summary_interval_s = 1; };");
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 100 WHERE wallet IN ('0xw3', '0xw4')");
+	ck_assert(db_wait_value(conn, "100", 5.0, "SELECT balance FROM eth_user_balances WHERE user_id = 4"));
+	ck_assert(daemon_wait_log(&d, "queue channel=eth_user_balances_wallet depth=0", 1, 3.0));
+	expect_curl("/metrics", "rollupd_queue_wait_seconds_count 2\n");
+	expect_curl("/metrics", "rollupd_queue_wait_seconds_bucket{le=\"+Inf\"} 2\n");
+	expect_curl("/metrics", "rollupd_queue_depth{channel=\"eth_user_balances_wallet\"} 0\n");
+	expect_curl("/metrics", "rollupd_keys_refreshed_total{channel=\"eth_user_balances_wallet\"} 2\n");
+	ck_assert(daemon_wait_log(&d, "queue_wait_p99_s<=", 1, 3.0));
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(test_notification_queue_usage_comes_with_the_ping)
+{
+	start_with("notify", "");
+	/* Restart with a fast ping: the database section replaces the harness's. */
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	char extra[1024];
+	snprintf(
+	    extra, sizeof(extra),
+	    "metrics = { listen = \"127.0.0.1:%d\"; };\ndatabase = { conninfo = \"%s\"; ping_interval_ms = 100; };",
+	    port, daemon_conninfo(db));
+	daemon_start(&d, db, extra);
+	sleep_ms(400);
+	expect_curl("/metrics", "rollupd_notification_queue_usage 0\n");
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	PQfinish(conn);
+}
+END_TEST
+
 Suite *metrics_suite(void)
 {
 	Suite *s = suite_create("metrics");
@@ -166,6 +214,8 @@ Suite *metrics_suite(void)
 	tcase_add_test(tc, test_metrics_and_health_over_http);
 	tcase_add_test(tc, test_slow_and_malformed_http_clients_do_not_disturb_the_daemon);
 	tcase_add_test(tc, test_metrics_address_in_use_fails_the_start);
+	tcase_add_test(tc, test_queue_waits_depth_and_notification_queue_usage);
+	tcase_add_test(tc, test_notification_queue_usage_comes_with_the_ping);
 	suite_add_tcase(s, tc);
 	return s;
 }
