@@ -151,16 +151,28 @@ static void start_with_timeout(void)
 	daemon_start(&d, db, extra);
 }
 
+/* SIGSTOP the server process of one of rollupd's sessions ("rollupd worker"
+ * or "rollupd listener"); returns its pid for the SIGCONT. */
+static int stop_server_process(const char *application_name)
+{
+	char *pid = db_value(conn,
+	                     "SELECT min(pid) FROM pg_stat_activity"
+	                     " WHERE datname = current_database() AND application_name = '%s'",
+	                     application_name);
+	ck_assert_ptr_nonnull(pid);
+	int n = atoi(pid);
+	free(pid);
+	ck_assert_int_eq(kill(n, SIGSTOP), 0);
+	return n;
+}
+
 START_TEST(test_hung_server_process_is_abandoned_and_its_work_retried)
 {
 	start_with_timeout();
 	pid_t w = workload_start(db, 4, 10, MIX);
 	sleep_ms(500);
-	char *pid = db_value(conn, "SELECT min(pid) FROM pg_stat_activity"
-	                           " WHERE datname = current_database() AND application_name = 'rollupd worker'");
-	ck_assert_ptr_nonnull(pid);
 	int connects = daemon_log_count(&d, "connected conn=worker");
-	ck_assert_int_eq(kill(atoi(pid), SIGSTOP), 0);
+	int pid = stop_server_process("rollupd worker");
 	/* The next query sent to it never gets an answer: rollupd abandons the
 	 * connection, opens another, and retries the work. (Row locks the
 	 * stopped process holds keep the keys they cover waiting: README,
@@ -170,8 +182,7 @@ START_TEST(test_hung_server_process_is_abandoned_and_its_work_retried)
 	/* The daemon itself is not stalled: it answers a reload at once. */
 	kill(d.pid, SIGHUP);
 	ck_assert(daemon_wait_log(&d, "configuration reloaded", 1, 1.0));
-	ck_assert_int_eq(kill(atoi(pid), SIGCONT), 0);
-	free(pid);
+	ck_assert_int_eq(kill(pid, SIGCONT), 0);
 	/* Resumed, the process finds its client gone and ends, its locks with it. */
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 9 WHERE wallet = '0xprobe'");
 	expect_probe("9", 15.0);
@@ -185,18 +196,14 @@ START_TEST(test_hung_listener_is_noticed_by_its_ping)
 	start_with_timeout();
 	pid_t w = workload_start(db, 4, 6, MIX);
 	sleep_ms(500);
-	char *pid = db_value(conn, "SELECT pid FROM pg_stat_activity"
-	                           " WHERE datname = current_database() AND application_name = 'rollupd listener'");
-	ck_assert_ptr_nonnull(pid);
-	ck_assert_int_eq(kill(atoi(pid), SIGSTOP), 0);
+	int pid = stop_server_process("rollupd listener");
 	/* Nothing arrives on a stopped listener, and nothing says so but the ping. */
 	ck_assert_msg(daemon_wait_log(&d, "no answer to a ping within 2000 ms", 1, 10.0), "hung listener unnoticed (log %s)",
 	              d.log);
 	ck_assert(daemon_wait_log(&d, "ready: listening", 2, 20.0));
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 11 WHERE wallet = '0xprobe'");
 	expect_probe("11", 10.0);
-	ck_assert_int_eq(kill(atoi(pid), SIGCONT), 0);
-	free(pid);
+	ck_assert_int_eq(kill(pid, SIGCONT), 0);
 	ck_assert_int_eq(workload_wait(w), 0);
 	quiesce_and_verify();
 }

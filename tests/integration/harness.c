@@ -321,6 +321,18 @@ int run_pgbench(const char *db, int clients, int seconds, const char *scripts)
 	return system(cmd);
 }
 
+void seed_users_with_balances(PGconn *c, int n)
+{
+	db_exec(c,
+	        "INSERT INTO users (user_id, txhash, is_current, wallet)"
+	        " SELECT g, 't', true, '0xW' || g FROM generate_series(1, %d) g",
+	        n);
+	db_exec(
+	    c,
+	    "INSERT INTO eth_wallet_balances (wallet, balance) SELECT '0xw' || g, g * 10 FROM generate_series(1, %d) g",
+	    n);
+}
+
 pid_t workload_start(const char *db, int clients, int seconds, const char *scripts)
 {
 	fflush(NULL);

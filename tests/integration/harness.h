@@ -64,6 +64,10 @@ int run_pgbench(const char *db, int clients, int seconds, const char *scripts);
 
 /* Send `sql` on `a` without waiting, then wait (watching from `observer`)
  * until its backend waits for a lock. db_finish() collects its results. */
+/* Users 1..n, each with wallet 0xW<id> and a balance row for 0xw<id> of
+ * id * 10 (the same wallet: wallets match case-insensitively). */
+void seed_users_with_balances(PGconn *c, int n);
+
 /* pgbench as run_pgbench(), in a child process: returns its pid. */
 pid_t workload_start(const char *db, int clients, int seconds, const char *scripts);
 /* Its exit: 0 when every transaction succeeded. */

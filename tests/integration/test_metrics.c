@@ -55,10 +55,7 @@ static void start_with(const char *delivery, const char *more)
 {
 	db_create(db, sizeof(db));
 	conn = db_open(db);
-	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
-	              " SELECT g, 't', true, '0xw' || g FROM generate_series(1, 20) g");
-	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
-	              " SELECT '0xw' || g, g FROM generate_series(1, 20) g");
+	seed_users_with_balances(conn, 20);
 	db_exec(conn,
 	        "SELECT rollupd.set_delivery(c, '%s')"
 	        " FROM unnest(ARRAY['eth_user_balances_user', 'eth_user_balances_wallet']) AS c",

@@ -25,10 +25,7 @@ static void seed(const char *delivery)
 {
 	db_create(db, sizeof(db));
 	conn = db_open(db);
-	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
-	              " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 200) g");
-	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
-	              " SELECT '0xw' || g, g * 10 FROM generate_series(1, 200) g");
+	seed_users_with_balances(conn, 200);
 	db_exec(conn,
 	        "SELECT rollupd.set_delivery(c, '%s')"
 	        " FROM unnest(ARRAY['eth_user_balances_user', 'eth_user_balances_wallet']) AS c",
