@@ -55,7 +55,6 @@ struct job {
 	struct pool_worker *w;
 	struct batch *batch;    /* a refresh */
 	struct queue_job *qjob; /* a queue step */
-	bool poison_pass;       /* a retry pass over rollupd.poison */
 	char *rollup;           /* a reconcile chunk: walks are found by name, they may be rebuilt meanwhile */
 	ev_tstamp started;
 };
@@ -654,12 +653,12 @@ static void on_poison_done(struct pgconn *c, const PGresult *res, const char *er
 	job_end(job);
 }
 
-static bool start_poison_pass(struct engine *e, struct pool_worker *w, ev_tstamp now)
+static bool start_poison_pass(struct engine *e, struct pool_worker *w)
 {
 	if (e->phase != PHASE_RUNNING)
 		return false;
 	char params[3][16];
-	const char *sql = poison_take(e->poison, now, params);
+	const char *sql = poison_take(e->poison, params);
 	if (sql == NULL)
 		return false;
 	struct job *job = job_new(e, w);
@@ -672,7 +671,6 @@ static bool start_poison_pass(struct engine *e, struct pool_worker *w, ev_tstamp
 		}
 		return false;
 	}
-	job->poison_pass = true;
 	return true;
 }
 
@@ -747,7 +745,7 @@ static void dispatch(struct engine *e)
 		while ((w = pool_acquire_idle(e->pool)) != NULL) {
 			ev_tstamp now = ev_now(e->loop);
 			bool reconcile_first = (e->turn++ & 1) != 0;
-			if (start_poison_pass(e, w, now))
+			if (start_poison_pass(e, w))
 				continue;
 			if (reconcile_first && start_reconcile(e, w, now))
 				continue;

@@ -39,7 +39,6 @@ struct http_server {
 	void *arg;
 	struct client *clients;
 	unsigned n_clients;
-	unsigned long refused; /* connections over the cap */
 };
 
 void http_body_printf(struct http_body *b, const char *fmt, ...)
@@ -220,8 +219,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct client *c = s->n_clients < HTTP_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
 		if (c == NULL) {
-			s->refused++;
-			close(fd);
+			close(fd); /* over the cap (or out of memory): turned away at once */
 			continue;
 		}
 		c->server = s;

@@ -84,9 +84,8 @@ void poison_found(struct poison *p, const char *channel, long count, const char 
 	poison_schedule(p, p->policy.retry_min_ms / 1000.0);
 }
 
-const char *poison_take(struct poison *p, ev_tstamp now, char params[3][16])
+const char *poison_take(struct poison *p, char params[3][16])
 {
-	(void)now;
 	if (!p->due || p->in_flight)
 		return NULL;
 	p->due = false;

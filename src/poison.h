@@ -38,7 +38,7 @@ void poison_found(struct poison *p, const char *channel, long count, const char 
 
 /* The statement of a pass, with its three parameters, when one is due now
  * (the pass is then in flight until poison_complete()); NULL otherwise. */
-const char *poison_take(struct poison *p, ev_tstamp now, char params[3][16]);
+const char *poison_take(struct poison *p, char params[3][16]);
 
 /* The pass's outcome (`error` as pgconn reports it): logs, and schedules the
  * next pass when poison keys remain (or after a backoff delay on failure). */

@@ -127,14 +127,17 @@ BEGIN
         RETURN;
     END IF;
     -- Halves in key order, so that the refreshes lock rows in the order
-    -- every other refresh does.
-    EXECUTE sort_sql INTO keys USING keys;
+    -- every other refresh does. Sorted once, at the first split: halves of
+    -- a sorted array are sorted (the recursion gets no sort_sql).
+    IF sort_sql IS NOT NULL THEN
+        EXECUTE sort_sql INTO keys USING keys;
+    END IF;
     half := cardinality(keys) / 2;
     SELECT r.written, r.poisoned, r.succeeded, r.detail INTO written, poisoned, succeeded, detail
-      FROM rollupd.refresh_isolating(p_channel, refresh_sql, sort_sql, keys[1:half], retrying,
+      FROM rollupd.refresh_isolating(p_channel, refresh_sql, NULL, keys[1:half], retrying,
                                      written, poisoned, succeeded, detail) r;
     SELECT r.written, r.poisoned, r.succeeded, r.detail INTO written, poisoned, succeeded, detail
-      FROM rollupd.refresh_isolating(p_channel, refresh_sql, sort_sql, keys[half + 1:], retrying,
+      FROM rollupd.refresh_isolating(p_channel, refresh_sql, NULL, keys[half + 1:], retrying,
                                      written, poisoned, succeeded, detail) r;
 END
 $$;

@@ -17,20 +17,16 @@ static char db[64];
 static struct daemon d;
 static PGconn *conn;
 
-#define MIX "balance.sql@6 link.sql@2 user_wallet.sql@2 delegate.sql@4 rollback.sql@1"
-
 /* The workload's users and wallets, and two probe users (1000, 1001) no
  * workload touches, with their own wallets. */
 static void create_and_seed(void)
 {
 	db_create_from("rollupd_all_template", db, sizeof(db));
 	conn = db_open(db);
+	seed_workload(conn);
 	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
-	              " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 50) g"
-	              " UNION ALL VALUES (1000, 't', true, '0xprobe'), (1001, 't', true, '0xprobe2')");
-	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
-	              " SELECT '0xh' || g, g * 1000000000000000000::numeric FROM generate_series(1, 60) g"
-	              " UNION ALL VALUES ('0xprobe', 0), ('0xprobe2', 0)");
+	              " VALUES (1000, 't', true, '0xprobe'), (1001, 't', true, '0xprobe2')");
+	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES ('0xprobe', 0), ('0xprobe2', 0)");
 }
 
 static void start(const char *extra)
@@ -65,7 +61,7 @@ static void quiesce_and_verify(void)
 START_TEST(test_sigkill_mid_batch_then_restart)
 {
 	start(NULL);
-	pid_t w = workload_start(db, 4, 5, MIX);
+	pid_t w = workload_start(db, 4, 5, WORKLOAD_MIX);
 	sleep_ms(1500);
 	ck_assert_int_gt(daemon_log_count(&d, "refreshed channel="), 0); /* batches were in flight */
 	daemon_kill(&d);
@@ -80,7 +76,7 @@ END_TEST
 static void restart_postgres_under_load(const char *mode)
 {
 	start(NULL);
-	pid_t w = workload_start(db, 4, 3, MIX);
+	pid_t w = workload_start(db, 4, 3, WORKLOAD_MIX);
 	sleep_ms(1000);
 	int ready = daemon_log_count(&d, "ready: listening");
 	pg_restart(mode);
@@ -90,7 +86,7 @@ static void restart_postgres_under_load(const char *mode)
 	ck_assert(daemon_wait_log(&d, "reconcile started rollup=eth_user_balances reason=catch-up", 2, 1.0));
 	/* Changes after the restart flow again. */
 	reopen();
-	ck_assert_int_eq(workload_wait(workload_start(db, 4, 2, MIX)), 0);
+	ck_assert_int_eq(workload_wait(workload_start(db, 4, 2, WORKLOAD_MIX)), 0);
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 7 WHERE wallet = '0xprobe'");
 	expect_probe("7", 10.0);
 	quiesce_and_verify();
@@ -119,7 +115,7 @@ static void terminate(const char *application_name, const char *which)
 START_TEST(test_terminated_listener_one_worker_and_all_workers)
 {
 	start(NULL);
-	pid_t w = workload_start(db, 4, 6, MIX);
+	pid_t w = workload_start(db, 4, 6, WORKLOAD_MIX);
 	sleep_ms(1000);
 	terminate("rollupd listener", "");
 	ck_assert(daemon_wait_log(&d, "listener lost", 1, 5.0));
@@ -169,7 +165,7 @@ static int stop_server_process(const char *application_name)
 START_TEST(test_hung_server_process_is_abandoned_and_its_work_retried)
 {
 	start_with_timeout();
-	pid_t w = workload_start(db, 4, 10, MIX);
+	pid_t w = workload_start(db, 4, 10, WORKLOAD_MIX);
 	sleep_ms(500);
 	int connects = daemon_log_count(&d, "connected conn=worker");
 	int pid = stop_server_process("rollupd worker");
@@ -194,7 +190,7 @@ END_TEST
 START_TEST(test_hung_listener_is_noticed_by_its_ping)
 {
 	start_with_timeout();
-	pid_t w = workload_start(db, 4, 6, MIX);
+	pid_t w = workload_start(db, 4, 6, WORKLOAD_MIX);
 	sleep_ms(500);
 	int pid = stop_server_process("rollupd listener");
 	/* Nothing arrives on a stopped listener, and nothing says so but the ping. */

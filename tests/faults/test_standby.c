@@ -15,7 +15,6 @@ static char db[64];
 static struct daemon a, b;
 static PGconn *conn;
 
-#define MIX "balance.sql@6 link.sql@2 user_wallet.sql@2 delegate.sql@4 rollback.sql@1"
 #define STANDBY "standby = { enabled = true; poll_ms = 200; };"
 
 /* Who holds the standby lock: the application_name of its session(s). */
@@ -27,10 +26,7 @@ static void start_pair(void)
 {
 	db_create_from("rollupd_all_template", db, sizeof(db));
 	conn = db_open(db);
-	db_exec(conn, "INSERT INTO users (user_id, txhash, is_current, wallet)"
-	              " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 50) g");
-	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance)"
-	              " SELECT '0xh' || g, g * 1000000000000000000::numeric FROM generate_series(1, 60) g");
+	seed_workload(conn);
 	daemon_start(&a, db, STANDBY);
 	ck_assert(daemon_wait_log(&a, "active: holding the standby lock lock_id=1", 1, 1.0));
 	char config[2048];
@@ -64,7 +60,7 @@ static void verify_and_stop(struct daemon *survivor)
 START_TEST(test_standby_takes_over_when_the_active_dies)
 {
 	start_pair();
-	pid_t w = workload_start(db, 4, 5, MIX);
+	pid_t w = workload_start(db, 4, 5, WORKLOAD_MIX);
 	sleep_ms(1500);
 	double t0 = now_seconds();
 	daemon_kill(&a);
@@ -83,7 +79,7 @@ END_TEST
 START_TEST(test_active_losing_its_connection_hands_over_and_becomes_standby)
 {
 	start_pair();
-	pid_t w = workload_start(db, 4, 5, MIX);
+	pid_t w = workload_start(db, 4, 5, WORKLOAD_MIX);
 	sleep_ms(1000);
 	/* The active's listener session ends (its lock with it); whichever of
 	 * the two gets the lock next is active, the other stays standby. */

@@ -216,13 +216,18 @@ void daemon_spawn(struct daemon *d, char *const envp_extra[])
 	started[n_started++] = pid;
 }
 
-void daemon_start(struct daemon *d, const char *db, const char *extra)
+static void spawn_until_ready(struct daemon *d)
 {
-	daemon_configure(d, db, extra);
 	/* A restart appends to the same log: wait for a ready line of this run. */
 	int before = daemon_log_count(d, "ready:");
 	daemon_spawn(d, NULL);
 	ck_assert_msg(daemon_wait_log(d, "ready:", before + 1, 20.0), "rollupd did not become ready (log %s)", d->log);
+}
+
+void daemon_start(struct daemon *d, const char *db, const char *extra)
+{
+	daemon_configure(d, db, extra);
+	spawn_until_ready(d);
 }
 
 char *read_file(const char *path)
@@ -350,7 +355,7 @@ int workload_wait(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-void daemon_second(struct daemon *d, const char *db, const char *name, const char *config)
+void daemon_write_config(struct daemon *d, const char *db, const char *name, const char *config)
 {
 	const char *dir = env("ROLLUPD_TEST_DIR");
 	snprintf(d->db, sizeof(d->db), "%s", db);
@@ -360,9 +365,20 @@ void daemon_second(struct daemon *d, const char *db, const char *name, const cha
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "%s\n", config);
 	fclose(f);
-	int before = daemon_log_count(d, "ready:");
-	daemon_spawn(d, NULL);
-	ck_assert_msg(daemon_wait_log(d, "ready:", before + 1, 20.0), "rollupd did not become ready (log %s)", d->log);
+}
+
+void daemon_second(struct daemon *d, const char *db, const char *name, const char *config)
+{
+	daemon_write_config(d, db, name, config);
+	spawn_until_ready(d);
+}
+
+void seed_workload(PGconn *c)
+{
+	db_exec(c, "INSERT INTO users (user_id, txhash, is_current, wallet)"
+	           " SELECT g, 't', true, '0xW' || g FROM generate_series(1, 50) g");
+	db_exec(c, "INSERT INTO eth_wallet_balances (wallet, balance)"
+	           " SELECT '0xh' || g, g * 1000000000000000000::numeric FROM generate_series(1, 60) g");
 }
 
 bool wait_verify_clean(const char *db, const char *rollup, double timeout_s)

@@ -73,8 +73,15 @@ pid_t workload_start(const char *db, int clients, int seconds, const char *scrip
 /* Its exit: 0 when every transaction succeeded. */
 int workload_wait(pid_t pid);
 
-/* Another rollupd on `db` with its own config text and log, started and ready. */
+/* Another rollupd's files on `db`: <db>-<name>.conf holding `config`, and <db>-<name>.log. */
+void daemon_write_config(struct daemon *d, const char *db, const char *name, const char *config);
+/* That, started and ready. */
 void daemon_second(struct daemon *d, const char *db, const char *name, const char *config);
+
+/* The mixed workload (pgbench scripts in tests/integration/workload) on a
+ * database with both rollups: its users 1..50 and hot wallets 0xh1..60. */
+#define WORKLOAD_MIX "balance.sql@6 link.sql@2 user_wallet.sql@2 delegate.sql@4 rollback.sql@1"
+void seed_workload(PGconn *c);
 
 /* rollupd --verify ROLLUP until it reports 0 mismatches, or false after timeout_s. */
 bool wait_verify_clean(const char *db, const char *rollup, double timeout_s);

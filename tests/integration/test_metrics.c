@@ -152,13 +152,7 @@ START_TEST(test_metrics_address_in_use_fails_the_start)
 	         "database = { conninfo = \"%s\"; };\nmetrics = { listen = \"127.0.0.1:%d\"; };\nlog = { level = "
 	         "\"info\"; };",
 	         daemon_conninfo(db), port);
-	snprintf(d2.db, sizeof(d2.db), "%s", db);
-	snprintf(d2.conf, sizeof(d2.conf), "%s/%s-2.conf", getenv("ROLLUPD_TEST_DIR"), db);
-	snprintf(d2.log, sizeof(d2.log), "%s/%s-2.log", getenv("ROLLUPD_TEST_DIR"), db);
-	FILE *f = fopen(d2.conf, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "%s\n", config);
-	fclose(f);
+	daemon_write_config(&d2, db, "2", config);
 	daemon_spawn(&d2, NULL);
 	ck_assert_int_eq(daemon_wait_exit(&d2, 10), 69);
 	ck_assert_msg(daemon_log_count(&d2, "cannot serve metrics error=\"metrics.listen \"127.0.0.1:") == 1, "log %s",
