@@ -2,7 +2,10 @@
 # Sourced, not run.
 
 ROLLUPD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROLLUPD_PACKAGES="build-essential autoconf automake pkg-config libpq-dev libev-dev libconfig-dev check postgresql postgresql-client util-linux procps"
+# Everything the scripts, the build and the tests run: to build from git
+# (compiler, autotools, pkg-config, the -dev packages), to test (PostgreSQL's
+# server and client tools, curl for the metrics tests, runuser and pkill).
+ROLLUPD_PACKAGES="build-essential autoconf automake pkg-config libpq-dev libev-dev libconfig-dev check postgresql postgresql-client util-linux procps curl"
 
 log() { printf '==> %s\n' "$*"; }
 

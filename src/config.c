@@ -278,29 +278,68 @@ static int check_pairs(const struct config *cfg, const char *path, char *err, si
 	return 0;
 }
 
-/* A password in the file is refused while others may read it (group is
- * allowed: the service's group). Like ssh with a private key. */
-static int check_password_exposure(const char *conninfo, const char *path, char *err, size_t errlen)
+/*
+ * database.conninfo must parse (PQconninfoParse: a misspelt keyword or an
+ * unclosed quote is reported at -t, with the line, not at connect time), and
+ * a password in it is refused while others may read the file (group is
+ * allowed: the service's group), like ssh with a private key.
+ */
+static int check_conninfo(const char *conninfo, bool from_file, const char *path, int line, char *err,
+                          size_t errlen)
 {
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
 	bool has_password = false;
 	if (opts == NULL) {
-		PQfreemem(perr); /* libpq reports a bad conninfo at connect time, with its own words */
-		return 0;
+		char msg[256];
+		size_t n = perr ? strcspn(perr, "\n") : 0;
+		snprintf(msg, sizeof(msg), "%.*s", (int)n, perr ? perr : "out of memory");
+		PQfreemem(perr);
+		if (from_file)
+			set_error(err, errlen, path, line, "database.conninfo is not a valid libpq connection string: %s",
+			          msg);
+		else
+			snprintf(err, errlen, "-d: not a valid libpq connection string: %s", msg);
+		return -1;
 	}
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
 		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
 			has_password = true;
 	PQconninfoFree(opts);
 	struct stat st;
-	if (!has_password || stat(path, &st) != 0 || (st.st_mode & S_IROTH) == 0)
+	if (!from_file || !has_password || stat(path, &st) != 0 || (st.st_mode & S_IROTH) == 0)
 		return 0;
-	set_error(err, errlen, path, 0,
+	set_error(err, errlen, path, line,
 	          "database.conninfo holds a password and the file is readable by others (mode %04o):"
 	          " chmod o-r it, or keep the password in ~/.pgpass or a service file",
 	          (unsigned)(st.st_mode & 07777));
 	return -1;
+}
+
+/* libconfig says only "syntax error" for the most natural mistake, a dotted
+ * name ("database.conninfo = ..."): name the form it wants. */
+static const char *syntax_hint(const char *path, int line)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	const char *hint = "";
+	if (f == NULL || line <= 0) {
+		if (f)
+			fclose(f);
+		return hint;
+	}
+	for (int i = 1; fgets(buf, sizeof(buf), f) != NULL; i++) {
+		if (i != line)
+			continue;
+		const char *p = buf + strspn(buf, " \t");
+		size_t word = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+		if (word > 0 && p[word] == '.' && strspn(p + word + 1, "abcdefghijklmnopqrstuvwxyz_") > 0)
+			hint = " (a dotted name is not libconfig syntax: write the group form,"
+			       " database = { conninfo = \"dbname=app\"; };)";
+		break;
+	}
+	fclose(f);
+	return hint;
 }
 
 int config_load(const char *path, const char *conninfo_override, struct config *out, char *err, size_t errlen)
@@ -318,7 +357,9 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 			set_error(err, errlen, path, 0, "cannot read file: %s", strerror(errno));
 		else
 			set_error(err, errlen, config_error_file(&lc) ? config_error_file(&lc) : path,
-			          config_error_line(&lc), "syntax error: %s", config_error_text(&lc));
+			          config_error_line(&lc), "syntax error: %s%s", config_error_text(&lc),
+			          syntax_hint(config_error_file(&lc) ? config_error_file(&lc) : path,
+			                      config_error_line(&lc)));
 		goto done;
 	}
 
@@ -356,7 +397,9 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 		          out->metrics_listen);
 		goto done;
 	}
-	if (conninfo_override == NULL && check_password_exposure(out->conninfo, path, err, errlen) != 0)
+	const config_setting_t *ci = config_lookup(&lc, "database.conninfo");
+	if (check_conninfo(out->conninfo, conninfo_override == NULL, path, ci ? config_setting_source_line(ci) : 0,
+	                   err, errlen) != 0)
 		goto done;
 	rc = 0;
 done:
@@ -388,11 +431,20 @@ bool config_wants_rollup(const struct config *cfg, const char *name)
 	return false;
 }
 
-int config_defaults(const char *conninfo, struct config *out)
+int config_defaults(const char *conninfo, struct config *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	apply_defaults(out);
 	out->path = strdup("(built-in defaults)");
 	out->conninfo = strdup(conninfo);
-	return out->path && out->conninfo ? 0 : -1;
+	if (out->path == NULL || out->conninfo == NULL) {
+		snprintf(err, errlen, "out of memory");
+		config_free(out);
+		return -1;
+	}
+	if (check_conninfo(conninfo, false, out->path, 0, err, errlen) != 0) {
+		config_free(out);
+		return -1;
+	}
+	return 0;
 }

@@ -12,7 +12,8 @@
 
 #include "log.h"
 
-#define CONFIG_DEFAULT_PATH "/etc/rollupd/rollupd.conf"
+/* ROLLUPD_SYSCONFDIR is configure's sysconfdir (Makefile.am). */
+#define CONFIG_DEFAULT_PATH ROLLUPD_SYSCONFDIR "/rollupd/rollupd.conf"
 
 struct config {
 	char *path;
@@ -72,8 +73,9 @@ struct config {
  */
 int config_load(const char *path, const char *conninfo_override, struct config *out, char *err, size_t errlen);
 
-/* Every default, with `conninfo`: for -d without a config file. */
-int config_defaults(const char *conninfo, struct config *out);
+/* Every default, with `conninfo`: for -d without a config file. -1 with
+ * `err` set when `conninfo` does not parse. */
+int config_defaults(const char *conninfo, struct config *out, char *err, size_t errlen);
 
 void config_free(struct config *cfg);
 

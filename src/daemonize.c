@@ -5,13 +5,45 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
 
 #include "log.h"
 
 static int report_fd = -1;
+
+/* The parent: wait for the child's code and, on failure, its reason (the
+ * child may have no terminal and the system no syslog: say it here). */
+static void wait_for_child(int fd)
+{
+	unsigned char code;
+	char reason[2048];
+	size_t len = 0;
+	ssize_t n;
+
+	do
+		n = read(fd, &code, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1) {
+		fprintf(stderr, "rollupd: the daemon exited before it was ready, without saying why (see syslog)\n");
+		_exit(EX_SOFTWARE);
+	}
+	while (len < sizeof(reason) - 1) {
+		n = read(fd, reason + len, sizeof(reason) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	reason[len] = '\0';
+	if (code != 0)
+		fprintf(stderr, "rollupd: not started (exit %u): %s\n", code, len > 0 ? reason : "see syslog");
+	_exit(code);
+}
 
 int daemonize_detach(void)
 {
@@ -22,14 +54,8 @@ int daemonize_detach(void)
 	if (pid < 0)
 		return -1;
 	if (pid > 0) {
-		unsigned char code;
-		ssize_t n;
 		close(p[1]);
-		do
-			n = read(p[0], &code, 1);
-		while (n < 0 && errno == EINTR);
-		/* No byte: the child died without a word. */
-		_exit(n == 1 ? code : EX_SOFTWARE);
+		wait_for_child(p[0]);
 	}
 	close(p[0]);
 	report_fd = p[1];
@@ -46,12 +72,15 @@ int daemonize_detach(void)
 	return 0;
 }
 
-void daemonize_report(int code)
+void daemonize_report(int code, const char *reason)
 {
 	if (report_fd < 0)
 		return;
 	unsigned char byte = (unsigned char)code;
-	if (write(report_fd, &byte, 1) != 1)
+	bool sent = write(report_fd, &byte, 1) == 1;
+	if (sent && code != 0 && reason != NULL && reason[0] != '\0')
+		sent = write(report_fd, reason, strlen(reason)) == (ssize_t)strlen(reason);
+	if (!sent)
 		log_warning("could not report to the waiting parent code=%d", code);
 	close(report_fd);
 	report_fd = -1;

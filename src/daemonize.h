@@ -1,7 +1,7 @@
 /*
  * daemonize: leave the terminal without lying about success. The parent
  * waits until the detached child reports ready or fails, and exits with the
- * child's code; also the optional pidfile. Not used with -f.
+ * child's code (printing its reason on failure); also the optional pidfile. Not used with -f.
  */
 #ifndef ROLLUPD_DAEMONIZE_H
 #define ROLLUPD_DAEMONIZE_H
@@ -11,8 +11,9 @@
 int daemonize_detach(void);
 
 /* Tell the waiting parent: 0 once ready, or the exit code if the daemon ends
- * first. Only the first call counts; a no-op when not detached. */
-void daemonize_report(int code);
+ * first, with `reason` (may be NULL), which the parent prints on stderr.
+ * Only the first call counts; a no-op when not detached. */
+void daemonize_report(int code, const char *reason);
 
 /* Write the pid to `path`; 0 or -1 (errno set). */
 int pidfile_write(const char *path);

@@ -122,6 +122,7 @@ static void on_listen_done(struct pgconn *c, const PGresult *res, const char *er
 	}
 	l->step = STEP_LISTENING;
 	l->listening = true;
+	pgconn_confirm(c); /* a session that got this far is good: the backoff starts over */
 	schedule_ping(l);
 	log_info("listening channels=%zu rollups=%zu backend_pid=%d", l->loaded.n_channels, l->loaded.n_rollups,
 	         pgconn_backend_pid(c));
@@ -142,8 +143,18 @@ static void on_catalog(struct pgconn *c, const PGresult *res, const char *error,
 	if (error != NULL) {
 		if (pgconn_state(c) != PGCONN_IDLE)
 			return; /* the session is gone; on_down reports it */
-		log_error("cannot read the rollup catalog (is a rollup's install.sql loaded?) error=\"%s\"", error);
-		pgconn_fail(c, "catalog unavailable");
+		/* A failed attempt like a refused connection: the backoff grows, and
+		 * at start database.connect_retries of them end the process. */
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		char reason[512];
+		if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0))
+			snprintf(reason, sizeof(reason),
+			         "no rollupd catalog in this database: install a rollup first"
+			         " (psql -d DBNAME -v ON_ERROR_STOP=1 -f " ROLLUPD_SQLDIR "/ROLLUP/install.sql): %s",
+			         error);
+		else
+			snprintf(reason, sizeof(reason), "cannot read the rollup catalog: %s", error);
+		pgconn_fail(c, reason); /* logged there, with the attempt and the delay */
 		return;
 	}
 	catalog_free(&l->loaded);
@@ -195,6 +206,7 @@ static void on_lock_done(struct pgconn *c, const PGresult *res, const char *erro
 		return;
 	}
 	l->step = STEP_STANDBY;
+	pgconn_confirm(c); /* standing by is a good session too */
 	if (!was_standby) {
 		log_info("standby: another rollupd holds the lock lock_id=%d; taking over when it is released,"
 		         " checking every %d ms",
@@ -243,6 +255,9 @@ static void on_up(struct pgconn *c, void *arg)
 static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg)
 {
 	struct listener *l = arg;
+	/* Lost, for the engine, is a session that was listening (or standing by):
+	 * one that failed on its way there is a failed attempt. */
+	bool was_serving = was_up && (l->listening || l->step == STEP_STANDBY);
 
 	l->step = STEP_DOWN;
 	l->listening = false;
@@ -250,7 +265,7 @@ static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg
 	ev_timer_stop(l->loop, &l->standby_timer);
 	ev_timer_stop(l->loop, &l->ping_timer);
 	catalog_free(&l->loaded);
-	l->handler.on_down(reason, was_up, pgconn_failures(c), l->handler.arg);
+	l->handler.on_down(reason, was_serving, pgconn_failures(c), l->handler.arg);
 }
 
 struct notify_ctx {
@@ -321,6 +336,7 @@ struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings
 	struct pgconn_handler h = {.on_up = on_up, .on_down = on_down, .on_notify = on_notify, .arg = l};
 	struct pgconn_settings s = *settings;
 	s.application_name = LISTENER_APPLICATION_NAME;
+	s.owner_confirms = true;
 	l->conn = pgconn_new(loop, "listener", &s, &h);
 	if (l->conn == NULL) {
 		free(l);
@@ -366,6 +382,7 @@ void listener_reload(struct listener *l, const struct config *cfg, const struct 
 {
 	struct pgconn_settings s = *settings;
 	s.application_name = LISTENER_APPLICATION_NAME;
+	s.owner_confirms = true;
 	l->cfg = cfg;
 	pgconn_update(l->conn, &s); /* a changed conninfo reconnects, which re-reads the catalog anyway */
 	if (l->step == STEP_STANDBY)

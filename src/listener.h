@@ -24,7 +24,8 @@ struct listener_handler {
 	 * must catalog_free() it). `new_session` is false after a reload on the
 	 * same session: only channels new to the engine need catching up. */
 	void (*on_listening)(struct catalog *cat, bool new_session, void *arg);
-	/* The session failed or was lost; `failures` counts attempts since it was last up. */
+	/* The session failed or was lost; `was_up`: it was listening or standing by
+	 * (else a failed attempt); `failures` counts attempts since one last was. */
 	void (*on_down)(const char *reason, bool was_up, uint32_t failures, void *arg);
 	/* Keys were added to the batcher. */
 	void (*on_keys)(void *arg);

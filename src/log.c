@@ -13,6 +13,7 @@
 
 static enum log_level current_level = LOG_LEVEL_INFO;
 static bool use_stderr = true;
+static char last_error[2048];
 
 static const char *const level_names[] = {
     [LOG_LEVEL_ERROR] = "error",
@@ -49,6 +50,11 @@ void log_set_level(enum log_level level)
 	current_level = level;
 }
 
+const char *log_last_error(void)
+{
+	return last_error;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const int syslog_priority[] = {
@@ -65,6 +71,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (level == LOG_LEVEL_ERROR)
+		snprintf(last_error, sizeof(last_error), "%s", line);
 
 	if (!use_stderr) {
 		syslog(syslog_priority[level], "%s %s", level_names[level], line);

@@ -23,6 +23,9 @@ void log_open(bool to_stderr);
 void log_set_level(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The last error-level record ("" before one): why the process is failing,
+ * for a caller that must tell someone who cannot read the log. */
+const char *log_last_error(void);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)

@@ -24,7 +24,7 @@
 static void report_ready(void *arg)
 {
 	(void)arg;
-	daemonize_report(0);
+	daemonize_report(0, NULL);
 }
 
 /* Load the config named by the options; -d alone may run on the defaults. */
@@ -32,9 +32,12 @@ static int load_config(const struct cli_options *o, struct config *cfg)
 {
 	char err[1024];
 
+	int rc;
 	if (!o->config_given && o->conninfo != NULL && access(o->config_path, F_OK) != 0)
-		return config_defaults(o->conninfo, cfg) == 0 ? 0 : -1;
-	if (config_load(o->config_path, o->conninfo, cfg, err, sizeof(err)) != 0) {
+		rc = config_defaults(o->conninfo, cfg, err, sizeof(err));
+	else
+		rc = config_load(o->config_path, o->conninfo, cfg, err, sizeof(err));
+	if (rc != 0) {
 		fprintf(stderr, "rollupd: %s\n", err);
 		return -1;
 	}
@@ -109,7 +112,7 @@ int main(int argc, char **argv)
 		if (pidfile)
 			unlink(pidfile);
 		free(pidfile);
-		daemonize_report(code); /* if it stopped before it was ready */
+		daemonize_report(code, log_last_error()); /* if it stopped before it was ready */
 		return code;
 	}
 	}

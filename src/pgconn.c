@@ -20,6 +20,7 @@ struct pgconn {
 	char *application_name;
 	int connect_timeout_ms;
 	int statement_timeout_ms;
+	bool owner_confirms;
 	struct pgconn_handler handler;
 
 	enum pgconn_state state;
@@ -79,6 +80,7 @@ struct pgconn *pgconn_new(struct ev_loop *loop, const char *name, const struct p
 	}
 	c->connect_timeout_ms = settings->connect_timeout_ms;
 	c->statement_timeout_ms = settings->statement_timeout_ms;
+	c->owner_confirms = settings->owner_confirms;
 	c->handler = *handler;
 	c->state = PGCONN_DOWN;
 	c->io_fd = -1;
@@ -278,6 +280,11 @@ static void reset(struct pgconn *c, const char *reason)
 	leave(c);
 }
 
+void pgconn_confirm(struct pgconn *c)
+{
+	backoff_reset(&c->backoff);
+}
+
 void pgconn_update(struct pgconn *c, const struct pgconn_settings *s)
 {
 	bool changed = strcmp(c->conninfo, s->conninfo) != 0 || c->statement_timeout_ms != s->statement_timeout_ms;
@@ -366,7 +373,8 @@ static void finish_setup(struct pgconn *c)
 	}
 	PQclear(res);
 	ev_timer_stop(c->loop, &c->timer);
-	backoff_reset(&c->backoff);
+	if (!c->owner_confirms)
+		backoff_reset(&c->backoff);
 	c->state = PGCONN_IDLE;
 	log_debug("connected conn=%s backend_pid=%d", c->name, PQbackendPID(c->pg));
 	if (c->handler.on_up)

@@ -29,6 +29,11 @@ struct pgconn_settings {
 	int statement_timeout_ms;     /* SET statement_timeout for the session; 0 = none */
 	int reconnect_min_ms;
 	int reconnect_max_ms;
+	/* The owner sets the session up further (the listener: catalog and
+	 * LISTEN) and says when it is good with pgconn_confirm(); until then a
+	 * failure counts as one more failed attempt and the backoff keeps
+	 * growing. False: a session is good once connected and set up. */
+	bool owner_confirms;
 };
 
 struct pgconn;
@@ -66,6 +71,9 @@ void pgconn_stop(struct pgconn *c);
 /* Drop the session as failed (e.g. its setup by the owner failed) and
  * reconnect after the backoff delay. */
 void pgconn_fail(struct pgconn *c, const char *reason);
+/* The owner's setup of this session succeeded: reset the reconnect backoff
+ * and the failed-attempt count (only with settings.owner_confirms). */
+void pgconn_confirm(struct pgconn *c);
 /* Replace the settings; a changed conninfo or timeout resets the session. */
 void pgconn_update(struct pgconn *c, const struct pgconn_settings *settings);
 

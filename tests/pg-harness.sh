@@ -17,8 +17,9 @@ pg_harness_bindir() {
 
 pg_harness_as_pg() {
     if [ "$(id -u)" = 0 ]; then
-        # PostgreSQL refuses to run as root.
-        runuser -u postgres -- "$@"
+        # PostgreSQL refuses to run as root. Run from a directory postgres
+        # can read: the caller's (a checkout under /root, say) may not be.
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi

@@ -4,6 +4,8 @@
 
 \set ON_ERROR_STOP 1
 BEGIN;
+-- Quiet: "... does not exist, skipping" from the IF [NOT] EXISTS clauses is not news.
+SET LOCAL client_min_messages = warning;
 
 DROP TRIGGER IF EXISTS rollupd_eub_insert ON eth_wallet_balances;
 DROP TRIGGER IF EXISTS rollupd_eub_update ON eth_wallet_balances;

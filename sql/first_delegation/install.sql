@@ -14,6 +14,8 @@
 
 \set ON_ERROR_STOP 1
 BEGIN;
+-- Quiet: "... does not exist, skipping" from the IF [NOT] EXISTS clauses is not news.
+SET LOCAL client_min_messages = warning;
 
 \ir ../common/rollupd.sql
 

@@ -5,6 +5,8 @@
 
 \set ON_ERROR_STOP 1
 BEGIN;
+-- Quiet: "... does not exist, skipping" from the IF [NOT] EXISTS clauses is not news.
+SET LOCAL client_min_messages = warning;
 
 DROP TRIGGER IF EXISTS rollupd_fd_insert ON delegation;
 DROP TRIGGER IF EXISTS rollupd_fd_update ON delegation;

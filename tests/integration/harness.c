@@ -132,7 +132,7 @@ void pg_restart(const char *mode)
 	const char *dir = env("PGHARNESS_DIR");
 	snprintf(cmd, sizeof(cmd),
 	         "%s'%s/pg_ctl' -D '%s/data' -l '%s/server.log' -m %s -w -t 60 restart >/dev/null 2>&1",
-	         geteuid() == 0 ? "runuser -u postgres -- " : "", env("PGHARNESS_BINDIR"), dir, dir, mode);
+	         geteuid() == 0 ? "cd / && runuser -u postgres -- " : "", env("PGHARNESS_BINDIR"), dir, dir, mode);
 	ck_assert_msg(system(cmd) == 0, "pg_ctl restart failed: %s", cmd);
 }
 

@@ -1,6 +1,7 @@
 /* Integration tests: a real PostgreSQL started by tests/run-integration. */
 #include <stdlib.h>
 
+#include "../check-summary.h"
 #include "suites.h"
 
 int main(void)
@@ -14,6 +15,7 @@ int main(void)
 	srunner_add_suite(sr, faults_suite());
 	srunner_add_suite(sr, standby_suite());
 	srunner_run_all(sr, CK_NORMAL);
+	check_summary_append(sr, "integration");
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

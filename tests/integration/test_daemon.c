@@ -274,12 +274,106 @@ START_TEST(test_unavailable_database_at_start_exits_69)
 }
 END_TEST
 
+/* The retry_in_ms of the log line for failed attempt `attempt`, -1 if none. */
+static long retry_delay_of_attempt(const char *log, int attempt)
+{
+	char needle[32];
+	snprintf(needle, sizeof(needle), " attempt=%d\n", attempt);
+	const char *hit = strstr(log, needle);
+	if (hit == NULL)
+		return -1;
+	const char *line = hit;
+	while (line > log && line[-1] != '\n')
+		line--;
+	const char *r = strstr(line, "retry_in_ms=");
+	return r != NULL && r < hit ? strtol(r + strlen("retry_in_ms="), NULL, 10) : -1;
+}
+
+/* A database with no rollup installed: reading the catalog fails, which is
+ * a failed attempt like a refused connection (the backoff grows), and after
+ * database.connect_retries of them rollupd exits 69 saying to install a
+ * rollup; a detached start's parent prints that reason. rollupd creates
+ * nothing in the database and leaves no session behind. */
+START_TEST(test_database_without_catalog_backs_off_then_exits_69)
+{
+	char empty[64], extra[700], out[4096], args[800];
+	snprintf(empty, sizeof(empty), "nocatalog_%d", (int)getpid());
+	PGconn *admin = db_open("postgres");
+	db_exec(admin, "CREATE DATABASE %s", empty);
+	snprintf(extra, sizeof(extra),
+	         "database = { conninfo = \"%s\"; connect_retries = 4; reconnect_min_ms = 100;"
+	         " reconnect_max_ms = 10000; };",
+	         daemon_conninfo(empty));
+	daemon_configure(&d, empty, extra);
+	double started = now_seconds();
+	daemon_spawn(&d, NULL);
+	ck_assert_int_eq(daemon_wait_exit(&d, 20.0), 69);
+	double took = now_seconds() - started;
+
+	char *log = read_file(d.log);
+	for (int a = 1; a <= 4; a++)
+		ck_assert_msg(retry_delay_of_attempt(log, a) >= 0, "no failed attempt %d in:\n%s", a, log);
+	/* Jittered doubling from 100 ms: attempt 1 waits 50-100 ms, attempt 3 200-400 ms. */
+	ck_assert_msg(retry_delay_of_attempt(log, 3) > retry_delay_of_attempt(log, 1), "the backoff did not grow:\n%s",
+	              log);
+	ck_assert_msg(took >= 0.35, "4 attempts in %.2f s: no backoff between them", took);
+	ck_assert_int_eq(daemon_log_count(&d, "attempt=5"), 0);
+	ck_assert_int_eq(daemon_log_count(&d, "database unavailable at start attempts=4"), 1);
+	ck_assert_msg(strstr(log, "no rollupd catalog in this database: install a rollup first") != NULL, "%s", log);
+	free(log);
+
+	/* Detached, the parent says why on stderr, with the daemon's code. */
+	snprintf(args, sizeof(args), "-c '%s'", d.conf);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 69);
+	ck_assert_msg(strstr(out, "rollupd: not started (exit 69)") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "install a rollup first") != NULL, "%s", out);
+
+	PGconn *c = db_open(empty);
+	char *schema = db_value(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'rollupd'");
+	ck_assert_str_eq(schema, "0");
+	free(schema);
+	PQfinish(c);
+	ck_assert(db_wait_value(admin, "0", 5.0,
+	                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'rollupd%'"
+	                        " AND datname LIKE 'nocatalog%'"));
+	PQfinish(admin);
+}
+END_TEST
+
+/* A conninfo that libpq cannot parse is a bad configuration: -t says so,
+ * with the file and line, and so does a start (78), before any connection. */
+START_TEST(test_check_config_rejects_a_bad_conninfo)
+{
+	char out[2048], path[600], args[800];
+	snprintf(path, sizeof(path), "%s/badconninfo-%d.conf", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
+	FILE *f = fopen(path, "w");
+	fprintf(f, "log = { level = \"info\"; };\ndatabase = {\n  conninfo = \"dbnme=app\";\n};\n");
+	fclose(f);
+	snprintf(args, sizeof(args), "-t -c '%s'", path);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
+	ck_assert_msg(strstr(out, ":3: database.conninfo is not a valid libpq connection string:") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "dbnme") != NULL, "%s", out);
+	snprintf(args, sizeof(args), "-f -c '%s'", path);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), "-t -d 'host=/tmp dbnme=x'"), 78);
+	ck_assert_msg(strstr(out, "-d: not a valid libpq connection string") != NULL, "%s", out);
+	/* The dotted form is not libconfig syntax: the error shows the group form. */
+	f = fopen(path, "w");
+	fprintf(f, "database.conninfo = \"dbname=app\";\n");
+	fclose(f);
+	snprintf(args, sizeof(args), "-t -c '%s'", path);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
+	ck_assert_msg(strstr(out, ":1: syntax error") != NULL && strstr(out, "database = { conninfo =") != NULL, "%s",
+	              out);
+}
+END_TEST
+
 START_TEST(test_bad_config_exits_78_and_usage_error_exits_64)
 {
 	char out[2048], path[600], args[800];
 	snprintf(path, sizeof(path), "%s/bad-%d.conf", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
 	FILE *f = fopen(path, "w");
-	fprintf(f, "database = { conninfo = \"x\"; };\nbatch = {\n  max_kees = 5;\n};\n");
+	fprintf(f, "database = { conninfo = \"dbname=x\"; };\nbatch = {\n  max_kees = 5;\n};\n");
 	fclose(f);
 	snprintf(args, sizeof(args), "-t -c '%s'", path);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
@@ -289,7 +383,7 @@ START_TEST(test_bad_config_exits_78_and_usage_error_exits_64)
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), "--list --verify x"), 64);
 
 	f = fopen(path, "w");
-	fprintf(f, "database = { conninfo = \"x\"; };\n");
+	fprintf(f, "database = { conninfo = \"dbname=x\"; };\n");
 	fclose(f);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert(strstr(out, "is valid") != NULL);
@@ -434,6 +528,8 @@ Suite *daemon_suite(void)
 	tcase_add_test(tc, test_failing_refresh_is_retried_until_it_succeeds);
 	tcase_add_test(tc, test_unavailable_database_at_start_exits_69);
 	tcase_add_test(tc, test_bad_config_exits_78_and_usage_error_exits_64);
+	tcase_add_test(tc, test_database_without_catalog_backs_off_then_exits_69);
+	tcase_add_test(tc, test_check_config_rejects_a_bad_conninfo);
 	tcase_add_test(tc, test_systemd_hears_ready_and_stopping);
 	tcase_add_test(tc, test_list_and_one_shot_reconcile);
 	tcase_add_test(tc, test_detached_start_waits_for_ready_and_reports_failure);

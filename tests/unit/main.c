@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "../check-summary.h"
 #include "suites.h"
 
 int main(void)
@@ -17,6 +18,7 @@ int main(void)
 	srunner_add_suite(sr, queue_suite());
 	log_set_level(LOG_LEVEL_ERROR);
 	srunner_run_all(sr, CK_NORMAL);
+	check_summary_append(sr, "unit");
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

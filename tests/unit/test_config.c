@@ -114,61 +114,61 @@ END_TEST
 
 START_TEST(test_syntax_error_names_its_line)
 {
-	expect_error("database = {\n  conninfo = \"x\";\n  pool_size = ;\n};\n", 3, "syntax error");
+	expect_error("database = {\n  conninfo = \"dbname=x\";\n  pool_size = ;\n};\n", 3, "syntax error");
 }
 END_TEST
 
 START_TEST(test_unknown_key_in_section_names_its_line)
 {
-	expect_error("database = {\n  conninfo = \"x\";\n  pool_sise = 3;\n};\n", 3,
+	expect_error("database = {\n  conninfo = \"dbname=x\";\n  pool_sise = 3;\n};\n", 3,
 	             "unknown setting 'database.pool_sise'");
 }
 END_TEST
 
 START_TEST(test_unknown_top_level_key_names_its_line)
 {
-	expect_error("database = { conninfo = \"x\"; };\n\nbatches = { max_keys = 3; };\n", 3,
+	expect_error("database = { conninfo = \"dbname=x\"; };\n\nbatches = { max_keys = 3; };\n", 3,
 	             "unknown setting 'batches'");
 }
 END_TEST
 
 START_TEST(test_wrong_type_names_its_line)
 {
-	expect_error("database = {\n  conninfo = \"x\";\n  pool_size = \"4\";\n};\n", 3,
+	expect_error("database = {\n  conninfo = \"dbname=x\";\n  pool_size = \"4\";\n};\n", 3,
 	             "database.pool_size must be an integer, not a string");
 }
 END_TEST
 
 START_TEST(test_boolean_given_as_integer_is_rejected)
 {
-	expect_error("database = { conninfo = \"x\"; };\nreconcile = {\n on_connect = 1;\n};\n", 3,
+	expect_error("database = { conninfo = \"dbname=x\"; };\nreconcile = {\n on_connect = 1;\n};\n", 3,
 	             "reconcile.on_connect must be a boolean");
 }
 END_TEST
 
 START_TEST(test_out_of_range_value_names_its_line)
 {
-	expect_error("database = { conninfo = \"x\";\n pool_size = 0; };\n", 2,
+	expect_error("database = { conninfo = \"dbname=x\";\n pool_size = 0; };\n", 2,
 	             "database.pool_size = 0 is out of range");
 }
 END_TEST
 
 START_TEST(test_unknown_log_level_is_rejected)
 {
-	expect_error("database = { conninfo = \"x\"; };\nlog = { level = \"verbose\"; };\n", 2,
+	expect_error("database = { conninfo = \"dbname=x\"; };\nlog = { level = \"verbose\"; };\n", 2,
 	             "is not one of error, warning, info, debug");
 }
 END_TEST
 
 START_TEST(test_section_that_is_not_a_group_is_rejected)
 {
-	expect_error("database = { conninfo = \"x\"; };\nbatch = 5;\n", 2, "'batch' must be a group");
+	expect_error("database = { conninfo = \"dbname=x\"; };\nbatch = 5;\n", 2, "'batch' must be a group");
 }
 END_TEST
 
 START_TEST(test_rollups_must_be_a_list_of_names)
 {
-	expect_error("database = { conninfo = \"x\"; };\nrollups = \"eth_user_balances\";\n", 2,
+	expect_error("database = { conninfo = \"dbname=x\"; };\nrollups = \"eth_user_balances\";\n", 2,
 	             "'rollups' must be an array");
 }
 END_TEST
@@ -181,7 +181,7 @@ END_TEST
 
 START_TEST(test_inverted_backoff_bounds_are_rejected)
 {
-	expect_error("database = { conninfo = \"x\"; reconnect_min_ms = 500; reconnect_max_ms = 100; };\n", 0,
+	expect_error("database = { conninfo = \"dbname=x\"; reconnect_min_ms = 500; reconnect_max_ms = 100; };\n", 0,
 	             "database.reconnect_max_ms (100) is below database.reconnect_min_ms (500)");
 }
 END_TEST
@@ -209,6 +209,40 @@ START_TEST(test_password_in_a_file_others_can_read_is_refused)
 	ck_assert_int_eq(chmod(p, 0644), 0);
 	ck_assert_msg(config_load(p, NULL, &cfg, err, sizeof(err)) == 0, "%s", err);
 	config_free(&cfg);
+	unlink(p);
+}
+END_TEST
+
+START_TEST(test_unparsable_conninfo_names_its_line)
+{
+	expect_error("log = { level = \"info\"; };\ndatabase = {\n  conninfo = \"dbnme=app\";\n};\n", 3,
+	             "database.conninfo is not a valid libpq connection string: invalid connection option \"dbnme\"");
+	expect_error("database = { conninfo = \"host='unclosed\"; };\n", 1, "not a valid libpq connection string");
+	/* -d is checked too, and named as such. */
+	struct config cfg;
+	char err[512];
+	const char *p = write_conf("database = { conninfo = \"dbname=x\"; };\n");
+	ck_assert_int_eq(config_load(p, "dbnme=y", &cfg, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "-d: not a valid libpq connection string") != NULL, "%s", err);
+	unlink(p);
+	ck_assert_int_eq(config_defaults("dbnme=y", &cfg, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "-d: not a valid libpq connection string") != NULL, "%s", err);
+	ck_assert_int_eq(config_defaults("dbname=y", &cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_dotted_name_syntax_error_shows_the_group_form)
+{
+	expect_error("log = { level = \"info\"; };\n  database.conninfo = \"dbname=app\";\n", 2,
+	             "syntax error: syntax error (a dotted name is not libconfig syntax: write the group form,"
+	             " database = { conninfo = \"dbname=app\"; };)");
+	/* Any other syntax error gets no such hint. */
+	struct config cfg;
+	char err[512];
+	const char *p = write_conf("database = {\n  conninfo = \"dbname=x\";\n  pool_size = ;\n};\n");
+	ck_assert_int_eq(config_load(p, NULL, &cfg, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "dotted") == NULL, "%s", err);
 	unlink(p);
 }
 END_TEST
@@ -241,6 +275,8 @@ Suite *config_suite(void)
 	tcase_add_test(tc, test_missing_conninfo_is_reported);
 	tcase_add_test(tc, test_inverted_backoff_bounds_are_rejected);
 	tcase_add_test(tc, test_unreadable_file_is_reported);
+	tcase_add_test(tc, test_unparsable_conninfo_names_its_line);
+	tcase_add_test(tc, test_dotted_name_syntax_error_shows_the_group_form);
 	tcase_add_test(tc, test_password_in_a_file_others_can_read_is_refused);
 	suite_add_tcase(s, tc);
 	return s;
