@@ -6,10 +6,10 @@
 --
 -- The role (NOLOGIN when created here: give it LOGIN and a way to
 -- authenticate, or GRANT it to the login role rollupd connects as) may:
--- read the catalog and every rollupd view; read each rollup's source tables
--- and nothing else of the application; write each derived table; drain the
--- queue, ring and re-arm the doorbell, mark the queue sentinel, keep poison
--- keys; execute the rollup functions (EXECUTE is PUBLIC by default, as the
+-- read the catalog and every rollupd view, and note in it when a reconcile
+-- walk finished; read each rollup's source tables and nothing else of the
+-- application; write each derived table; drain the queue, ring and re-arm the
+-- doorbell, mark the queue sentinel, keep poison keys; execute the rollup functions (EXECUTE is PUBLIC by default, as the
 -- writers' triggers need it too). It owns nothing and cannot change any
 -- table's definition, the catalog, or the source data.
 
@@ -32,6 +32,8 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA rollupd TO %I', r);
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA rollupd TO %I', r);
+    -- A finished reconcile walk says so in the catalog.
+    EXECUTE format('GRANT UPDATE (last_reconciled_at) ON rollupd.rollup TO %I', r);
     -- Queue mode and poison keys.
     EXECUTE format('GRANT UPDATE, DELETE ON rollupd.queue TO %I', r);
     EXECUTE format('GRANT UPDATE ON rollupd.doorbell TO %I', r);

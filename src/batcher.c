@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "sqlname.h"
+#include "xalloc.h"
 
 struct batcher {
 	struct ev_loop *loop;
@@ -36,9 +38,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *policy, void (*on_due)(void *arg),
                             void *arg)
 {
-	struct batcher *b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		return NULL;
+	struct batcher *b = xcalloc(1, sizeof(*b));
 	b->loop = loop;
 	b->policy = *policy;
 	b->on_due = on_due;
@@ -95,45 +95,33 @@ struct batch_channel *batcher_find(struct batcher *b, const char *name)
 
 static struct batch_channel *channel_new(const struct catalog_channel *cc, const struct batch_policy *policy)
 {
-	struct batch_channel *ch = calloc(1, sizeof(*ch));
-	if (ch == NULL)
-		return NULL;
-	ch->name = strdup(cc->name);
-	ch->rollup = strdup(cc->rollup);
-	ch->refresh_sql = strdup(cc->refresh_sql);
+	struct batch_channel *ch = xcalloc(1, sizeof(*ch));
+	ch->name = xstrdup(cc->name);
+	ch->rollup = xstrdup(cc->rollup);
+	ch->refresh_sql = xstrdup(cc->refresh_sql);
 	ch->key_type = cc->key_type;
 	ch->pending = keyset_new();
 	backoff_init(&ch->retry, policy->retry_min_ms, policy->retry_max_ms);
-	if (ch->name == NULL || ch->rollup == NULL || ch->refresh_sql == NULL || ch->pending == NULL) {
-		channel_free(ch);
-		return NULL;
-	}
 	return ch;
 }
 
-size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
+size_t batcher_set_channels(struct batcher *b, const struct catalog *cat, enum delivery delivery)
 {
-	struct batch_channel **channels = calloc(cat->n_channels + 1, sizeof(struct batch_channel *));
-	bool *kept = calloc(b->n_channels + 1, sizeof(bool));
+	struct batch_channel **channels = xcalloc(cat->n_channels + 1, sizeof(struct batch_channel *));
+	bool *kept = xcalloc(b->n_channels + 1, sizeof(bool));
 	size_t dropped = 0;
-	if (channels == NULL || kept == NULL) {
-		free(channels);
-		free(kept);
-		log_error("out of memory applying the catalog's channels; keeping the old ones");
-		return 0;
-	}
 
 	/* The old array stays intact until the new one is complete. */
 	for (size_t i = 0; i < cat->n_channels; i++) {
 		const struct catalog_channel *cc = &cat->channels[i];
-		if (cc->queue)
-			continue; /* its keys wait in the database, not here */
+		if (cc->delivery != delivery)
+			continue;
 		size_t j = find_index(b, cc->name);
 		if (j < b->n_channels && b->channels[j]->key_type == cc->key_type) {
 			/* Kept: pending keys stay; the refresh function may have changed. */
 			struct batch_channel *old = b->channels[j];
 			free(old->refresh_sql);
-			old->refresh_sql = strdup(cc->refresh_sql);
+			old->refresh_sql = xstrdup(cc->refresh_sql);
 			channels[i] = old;
 			kept[j] = true;
 		} else {
@@ -158,24 +146,24 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat)
 	return dropped;
 }
 
-int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len)
+int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len, uint64_t tag)
 {
 	bool was_empty = keyset_count(ch->pending) == 0;
+	ch->keys_received++;
 	if (keyset_count(ch->pending) >= b->policy.max_pending && !keyset_contains(ch->pending, key, len)) {
-		ch->keys_received++;
 		ch->keys_overflowed++;
 		return 1;
 	}
-	int r = keyset_add(ch->pending, key, len);
-
-	if (r < 0)
-		return -1;
-	ch->keys_received++;
-	if (was_empty && r == 1) {
+	if (keyset_add(ch->pending, key, len, tag) == 1 && was_empty) {
 		ch->first_pending_at = ev_now(b->loop);
 		rearm(b);
 	}
 	return 0;
+}
+
+void batcher_count_malformed(struct batch_channel *ch)
+{
+	ch->keys_malformed++;
 }
 
 /* Is this channel's next batch due at `now`? */
@@ -203,19 +191,13 @@ struct batch *batcher_take(struct batcher *b, ev_tstamp now)
 		size_t want = keyset_count(ch->pending);
 		if (want > b->policy.max_keys)
 			want = b->policy.max_keys;
-		struct batch *batch = calloc(1, sizeof(*batch));
-		char **keys = calloc(want, sizeof(char *));
-		if (batch == NULL || keys == NULL) {
-			free(batch);
-			free(keys);
-			log_error("out of memory taking a batch channel=%s", ch->name);
-			return NULL;
-		}
-		batch->n = keyset_take(ch->pending, keys, want);
-		batch->keys = keys;
-		batch->channel = strdup(ch->name);
-		batch->refresh_sql = strdup(ch->refresh_sql);
-		batch->param = sql_array_literal(keys, batch->n, ch->key_type);
+		struct batch *batch = xcalloc(1, sizeof(*batch));
+		batch->keys = xcalloc(want, sizeof(char *));
+		batch->tags = xcalloc(want, sizeof(uint64_t));
+		batch->n = keyset_take(ch->pending, batch->keys, batch->tags, want);
+		batch->channel = xstrdup(ch->name);
+		batch->refresh_sql = xstrdup(ch->refresh_sql);
+		batch->param = sql_array_literal(batch->keys, batch->n, ch->key_type);
 		batch->started = now;
 		/* The rest, if any, waits a full window again unless max_keys remain. */
 		ch->first_pending_at = now;
@@ -232,6 +214,7 @@ static void batch_free(struct batch *batch)
 	for (size_t i = 0; i < batch->n; i++)
 		free(batch->keys[i]);
 	free(batch->keys);
+	free(batch->tags);
 	free(batch->channel);
 	free(batch->refresh_sql);
 	free(batch->param);
@@ -260,10 +243,8 @@ uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long 
 	} else {
 		ch->batches_failed++;
 		bool was_empty = keyset_count(ch->pending) == 0;
-		for (size_t i = 0; i < batch->n; i++) {
-			if (keyset_add(ch->pending, batch->keys[i], strlen(batch->keys[i])) < 0)
-				log_error("out of memory requeueing key channel=%s key=%s", ch->name, batch->keys[i]);
-		}
+		for (size_t i = 0; i < batch->n; i++)
+			keyset_add(ch->pending, batch->keys[i], strlen(batch->keys[i]), batch->tags[i]);
 		if (was_empty)
 			ch->first_pending_at = ev_now(b->loop);
 		delay = backoff_next_ms(&ch->retry, (uint32_t)random());

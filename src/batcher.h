@@ -1,9 +1,9 @@
 /*
  * batcher: per-channel sets of pending keys, deduplicated, cut into batches
  * when max_keys accumulate or window_ms passes, and given back with a retry
- * delay when a batch fails. It does not know where keys come from (notify or
- * queue delivery) nor who runs a batch: the engine takes due batches and
- * reports their outcome.
+ * delay when a batch fails. It does not know where keys come from (the
+ * notify and wal sources each own one, for their channels) nor who runs a
+ * batch: the source takes due batches and reports their outcome.
  */
 #ifndef ROLLUPD_BATCHER_H
 #define ROLLUPD_BATCHER_H
@@ -25,6 +25,7 @@ struct batch_policy {
 	uint32_t retry_max_ms;
 };
 
+/* A channel's state. Read-only outside batcher.c. */
 struct batch_channel {
 	char *name;
 	char *rollup;
@@ -50,6 +51,7 @@ struct batch {
 	char *channel;     /* name; the channel may be gone by completion */
 	char *refresh_sql; /* copied, for the same reason */
 	char **keys;
+	uint64_t *tags; /* each key's tag (keyset.h) */
 	size_t n;
 	char *param; /* the keys as an SQL array literal */
 	ev_tstamp started;
@@ -63,24 +65,28 @@ struct batcher *batcher_new(struct ev_loop *loop, const struct batch_policy *pol
 void batcher_free(struct batcher *b);
 void batcher_set_policy(struct batcher *b, const struct batch_policy *policy);
 
-/* Make the channel list match the catalog; pending keys of kept channels stay.
- * Returns the number of pending keys dropped with removed channels. */
-size_t batcher_set_channels(struct batcher *b, const struct catalog *cat);
+/* Make the channel list match the catalog's channels in `delivery` mode;
+ * pending keys of kept channels stay. Returns the number of pending keys
+ * dropped with removed channels. */
+size_t batcher_set_channels(struct batcher *b, const struct catalog *cat, enum delivery delivery);
 
 struct batch_channel *batcher_find(struct batcher *b, const char *name);
 
-/* Add one canonical key: 0 (added, or already pending); 1 when the channel
- * already holds max_pending keys and this one is new: it is dropped and
- * counted, and the caller must have the rollup reconciled; -1 out of memory. */
-int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len);
+/* Add one canonical key with its tag: 0 (added, or already pending); 1 when
+ * the channel already holds max_pending keys and this one is new: it is
+ * dropped and counted, and the caller must have the rollup reconciled. */
+int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len, uint64_t tag);
+/* A key that could not be parsed: counted. */
+void batcher_count_malformed(struct batch_channel *ch);
 
 /* Take the next due batch (round-robin across channels), or NULL. */
 struct batch *batcher_take(struct batcher *b, ev_tstamp now);
 
 /*
  * Report a batch's outcome and free it. On success the channel's retry delay
- * resets; on failure its keys go back to pending (merged with newer ones) and
- * the channel waits a backoff delay. Returns that delay in ms (0 on success).
+ * resets; on failure its keys go back to pending (merged with newer ones,
+ * keeping the smaller tag) and the channel waits a backoff delay. Returns
+ * that delay in ms (0 on success).
  */
 uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long rows_written);
 

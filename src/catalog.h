@@ -1,7 +1,8 @@
 /*
- * catalog: the rollups registered in the database (schema rollupd), as read
- * by the daemon at start and on reload. It validates and quotes every name
- * and builds the SQL for refresh, reconcile and verify calls; it runs nothing.
+ * catalog: the rollups registered in the database (schema rollupd: rollup,
+ * channel, capture), as read by the daemon at start and on reload and by the
+ * tools. It validates every name and builds the statements rollupd sends for
+ * refresh, reconcile and verify; it runs nothing.
  */
 #ifndef ROLLUPD_CATALOG_H
 #define ROLLUPD_CATALOG_H
@@ -13,19 +14,47 @@
 #include "config.h"
 #include "payload.h"
 
+/* How writers deliver a channel's keys (docs/design.md, "Delivery"). */
+enum delivery {
+	DELIVERY_NOTIFY, /* keys in NOTIFY payloads */
+	DELIVERY_QUEUE,  /* a dirty-key table; NOTIFY only rings a doorbell */
+	DELIVERY_WAL,    /* no trigger: keys from rollupd's logical replication slot */
+};
+#define DELIVERY_MODES 3
+
+const char *delivery_name(enum delivery d);
+/* 0 and `out` set, or -1 for an unknown name. */
+int delivery_parse(const char *name, enum delivery *out);
+
 struct catalog_rollup {
 	char *name;
 	enum key_type key_type;
-	char *reconcile_sql; /* $1 after (text, NULL to start), $2 max_keys -> last_key text, fixed */
-	char *verify_sql;    /* $1 after, $2 max_keys -> last_key text, mismatches, first mismatching keys */
+	char *reconcile_sql; /* $1 after (text, NULL to start), $2 max_keys -> last_key, fixed */
+	char *verify_sql;    /* $1 after, $2 max_keys -> last_key, mismatches, first mismatching keys */
 };
 
 struct catalog_channel {
-	char *name;   /* the LISTEN channel */
+	char *name;   /* the channel (the LISTEN channel in notify and queue mode) */
 	char *rollup; /* owning rollup's name */
 	enum key_type key_type;
 	char *refresh_sql; /* $1 array literal -> written, poisoned, detail (rollupd.refresh_keys) */
-	bool queue;        /* queue-mode delivery: keys wait in rollupd.queue, NOTIFY only rings */
+	enum delivery delivery;
+};
+
+/* The events a capture declaration covers. */
+enum { CAPTURE_INSERT = 1, CAPTURE_UPDATE = 2, CAPTURE_DELETE = 4 };
+
+/* Which changes of a source table give keys of a channel (rollupd.capture). */
+struct catalog_capture {
+	char *channel;
+	char *table;       /* schema-qualified, as the server prints it */
+	unsigned table_oid; /* 0 when the table does not exist (any more) */
+	char *key_column;
+	char *filter_column; /* NULL: every row */
+	char *filter_value;
+	char **watched; /* NULL: any column */
+	size_t n_watched;
+	unsigned events; /* CAPTURE_* bits */
 };
 
 struct catalog {
@@ -33,6 +62,8 @@ struct catalog {
 	size_t n_rollups;
 	struct catalog_channel *channels;
 	size_t n_channels;
+	struct catalog_capture *captures;
+	size_t n_captures;
 };
 
 /* The query that reads the catalog; its result feeds catalog_from_result(). */
@@ -40,10 +71,12 @@ extern const char CATALOG_QUERY[];
 
 /*
  * Build a catalog from the result of CATALOG_QUERY, keeping only the rollups
- * `cfg` wants. A registered rollup with an invalid name, key type or function
- * name is skipped with an error logged (the others still run); a rollup named
- * in the config but not registered is logged as a warning. Returns 0, or -1
- * on a result of the wrong shape. The caller frees `out` with catalog_free().
+ * `cfg` wants (all of them when `cfg` is NULL). A registered rollup with an
+ * invalid name, key type or function name is skipped with an error logged
+ * (the others still run), as is a channel or capture row that does not
+ * validate; a rollup named in the config but not registered is logged as a
+ * warning. Returns 0, or -1 on a result of the wrong shape. The caller frees
+ * `out` with catalog_free().
  */
 int catalog_from_result(const PGresult *res, const struct config *cfg, struct catalog *out);
 void catalog_free(struct catalog *cat);
@@ -51,22 +84,15 @@ void catalog_free(struct catalog *cat);
 const struct catalog_rollup *catalog_find_rollup(const struct catalog *cat, const char *name);
 const struct catalog_channel *catalog_find_channel(const struct catalog *cat, const char *name);
 
+/* Does `rollup` have a channel in `delivery` mode? */
+bool catalog_rollup_uses(const struct catalog *cat, const char *rollup, enum delivery delivery);
+
 /*
- * The one statement that makes a session listen on exactly the catalog's
- * channels: "UNLISTEN *; LISTEN "a"; ..." sent as one simple query, so it is
- * one transaction and a channel kept across a reload never stops listening.
- * Caller frees.
+ * The one statement that makes a session listen on exactly the channels of
+ * the catalog that use NOTIFY (notify and queue mode): "UNLISTEN *; LISTEN
+ * "a"; ..." sent as one simple query, so it is one transaction and a channel
+ * kept across a reload never stops listening. Caller frees.
  */
 char *catalog_listen_sql(const struct catalog *cat);
-
-/*
- * [a-z_][a-z0-9_]* with an optional "schema." prefix of the same form, each
- * part at most 63 bytes. Writes the quoted form ("schema"."name") to `out`.
- */
-bool sql_name_valid(const char *name);
-int sql_name_quote(const char *name, char *out, size_t outlen);
-
-/* An array literal ({1,2} or {"a","b"}) for a keys parameter. Caller frees. */
-char *sql_array_literal(char *const *keys, size_t n, enum key_type type);
 
 #endif

@@ -4,7 +4,6 @@
  * documented example file.
  */
 #include "config.h"
-#include "http.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -15,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "hostport.h"
+#include "xalloc.h"
 
 enum value_kind { V_INT, V_BOOL, V_STRING, V_LOG_LEVEL };
 
@@ -127,7 +129,7 @@ static void apply_defaults(struct config *cfg)
 			*(bool *)field = keys[i].default_int != 0;
 			break;
 		case V_STRING:
-			*(char **)field = keys[i].default_str ? strdup(keys[i].default_str) : NULL;
+			*(char **)field = xstrdup(keys[i].default_str);
 			break;
 		case V_LOG_LEVEL:
 			log_level_parse(keys[i].default_str, (enum log_level *)field);
@@ -197,7 +199,7 @@ static int load_value(const struct key_spec *spec, const config_setting_t *s, st
 			return -1;
 		}
 		free(*(char **)field);
-		*(char **)field = strdup(v);
+		*(char **)field = xstrdup(v);
 		return 0;
 	}
 	}
@@ -237,11 +239,7 @@ static int load_rollups(const config_setting_t *list, struct config *cfg, const 
 		          "'rollups' must be an array of names like [\"eth_user_balances\"], not %s", type_name(type));
 		return -1;
 	}
-	cfg->rollups = calloc((size_t)n + 1, sizeof(char *));
-	if (cfg->rollups == NULL) {
-		set_error(err, errlen, path, 0, "out of memory");
-		return -1;
-	}
+	cfg->rollups = xcalloc((size_t)n + 1, sizeof(char *));
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
 		if (config_setting_type(e) != CONFIG_TYPE_STRING || config_setting_get_string(e)[0] == '\0') {
@@ -249,7 +247,7 @@ static int load_rollups(const config_setting_t *list, struct config *cfg, const 
 			          "'rollups' entry %d must be a non-empty string", i + 1);
 			return -1;
 		}
-		cfg->rollups[cfg->n_rollups++] = strdup(config_setting_get_string(e));
+		cfg->rollups[cfg->n_rollups++] = xstrdup(config_setting_get_string(e));
 	}
 	return 0;
 }
@@ -342,14 +340,20 @@ static const char *syntax_hint(const char *path, int line)
 	return hint;
 }
 
-int config_load(const char *path, const char *conninfo_override, struct config *out, char *err, size_t errlen)
+struct config *config_new(void)
+{
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	apply_defaults(cfg);
+	return cfg;
+}
+
+struct config *config_load(const char *path, const char *conninfo_override, char *err, size_t errlen)
 {
 	config_t lc;
 	int rc = -1;
+	struct config *out = config_new();
 
-	memset(out, 0, sizeof(*out));
-	apply_defaults(out);
-	out->path = strdup(path);
+	out->path = xstrdup(path);
 
 	config_init(&lc);
 	if (config_read_file(&lc, path) != CONFIG_TRUE) {
@@ -381,7 +385,7 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 
 	if (conninfo_override != NULL) {
 		free(out->conninfo);
-		out->conninfo = strdup(conninfo_override);
+		out->conninfo = xstrdup(conninfo_override);
 	}
 	if (out->conninfo == NULL) {
 		set_error(err, errlen, path, 0, "database.conninfo is required (or pass -d CONNINFO)");
@@ -391,7 +395,7 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 		goto done;
 	char host[256], port[16];
 	if (out->metrics_listen != NULL &&
-	    http_parse_listen(out->metrics_listen, host, sizeof(host), port, sizeof(port)) != 0) {
+	    hostport_parse(out->metrics_listen, host, sizeof(host), port, sizeof(port)) != 0) {
 		set_error(err, errlen, path, 0,
 		          "metrics.listen \"%s\" is not HOST:PORT (\"127.0.0.1:9187\", \"[::1]:9187\")",
 		          out->metrics_listen);
@@ -404,13 +408,17 @@ int config_load(const char *path, const char *conninfo_override, struct config *
 	rc = 0;
 done:
 	config_destroy(&lc);
-	if (rc != 0)
+	if (rc != 0) {
 		config_free(out);
-	return rc;
+		return NULL;
+	}
+	return out;
 }
 
 void config_free(struct config *cfg)
 {
+	if (cfg == NULL)
+		return;
 	for (size_t i = 0; i < cfg->n_rollups; i++)
 		free(cfg->rollups[i]);
 	free(cfg->rollups);
@@ -418,7 +426,7 @@ void config_free(struct config *cfg)
 	free(cfg->pidfile);
 	free(cfg->metrics_listen);
 	free(cfg->path);
-	memset(cfg, 0, sizeof(*cfg));
+	free(cfg);
 }
 
 bool config_wants_rollup(const struct config *cfg, const char *name)
@@ -431,20 +439,14 @@ bool config_wants_rollup(const struct config *cfg, const char *name)
 	return false;
 }
 
-int config_defaults(const char *conninfo, struct config *out, char *err, size_t errlen)
+struct config *config_defaults(const char *conninfo, char *err, size_t errlen)
 {
-	memset(out, 0, sizeof(*out));
-	apply_defaults(out);
-	out->path = strdup("(built-in defaults)");
-	out->conninfo = strdup(conninfo);
-	if (out->path == NULL || out->conninfo == NULL) {
-		snprintf(err, errlen, "out of memory");
-		config_free(out);
-		return -1;
-	}
+	struct config *out = config_new();
+	out->path = xstrdup("(built-in defaults)");
+	out->conninfo = xstrdup(conninfo);
 	if (check_conninfo(conninfo, false, out->path, 0, err, errlen) != 0) {
 		config_free(out);
-		return -1;
+		return NULL;
 	}
-	return 0;
+	return out;
 }

@@ -66,17 +66,21 @@ struct config {
 	char *pidfile;
 };
 
+/* Every default, no conninfo and no path yet. Free with config_free(). */
+struct config *config_new(void);
+
 /*
- * Load `path` into `out` (zeroed first). `conninfo_override`, when not NULL,
- * replaces database.conninfo (the -d option). On error returns -1 and leaves
- * "FILE:LINE: message" (or "FILE: message") in `err`; `out` is then empty.
+ * Load `path`. `conninfo_override`, when not NULL, replaces
+ * database.conninfo (the -d option). On error returns NULL and leaves
+ * "FILE:LINE: message" (or "FILE: message") in `err`.
  */
-int config_load(const char *path, const char *conninfo_override, struct config *out, char *err, size_t errlen);
+struct config *config_load(const char *path, const char *conninfo_override, char *err, size_t errlen);
 
-/* Every default, with `conninfo`: for -d without a config file. -1 with
+/* Every default, with `conninfo`: for -d without a config file. NULL with
  * `err` set when `conninfo` does not parse. */
-int config_defaults(const char *conninfo, struct config *out, char *err, size_t errlen);
+struct config *config_defaults(const char *conninfo, char *err, size_t errlen);
 
+/* NULL is fine. */
 void config_free(struct config *cfg);
 
 /* True when the rollup should run under this config's `rollups` list. */

@@ -1,9 +1,11 @@
 /*
- * engine: the daemon's work scheduler. It owns the listener, the batcher, the
- * worker pool and the reconcile walks, hands due batches and reconcile chunks
- * to idle workers, tracks readiness (listening and caught up) and runs the
- * reload and graceful-stop sequences. Signals and process concerns are the
- * caller's (loop.c).
+ * engine: the daemon's dispatch, jobs and lifecycle. It owns the listener,
+ * the key sources (notify, queue, wal), the reconcile walks, the poison
+ * timer and the worker pool; every event that can create work ends in one
+ * dispatch that fills idle workers with due statements. It tracks readiness
+ * (listening and caught up) and runs the start, reload and graceful-stop
+ * sequences. Signals and process concerns are the caller's (loop.c);
+ * what rollupd reports about itself is stats.c's.
  */
 #ifndef ROLLUPD_ENGINE_H
 #define ROLLUPD_ENGINE_H
@@ -14,8 +16,8 @@
 
 struct engine;
 
-/* Takes ownership of `cfg`. `on_ready` (may be NULL) runs once, the first time
- * the engine is listening and caught up. */
+/* Takes ownership of `cfg`. `on_ready` (may be NULL) runs once, the first
+ * time the engine is listening and caught up. */
 struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_ready)(void *arg), void *arg);
 void engine_free(struct engine *e);
 

@@ -3,6 +3,7 @@
  * answer, close. Every socket is non-blocking and watched by the loop.
  */
 #include "http.h"
+#include "hostport.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -236,35 +237,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-int http_parse_listen(const char *address, char *host, size_t hostlen, char *port, size_t portlen)
-{
-	const char *colon = strrchr(address, ':');
-	if (colon == NULL || colon == address || colon[1] == '\0')
-		return -1;
-	const char *h = address;
-	size_t hlen = (size_t)(colon - address);
-	if (h[0] == '[') {
-		if (hlen < 3 || h[hlen - 1] != ']')
-			return -1;
-		h++;
-		hlen -= 2;
-	}
-	if (hlen >= hostlen || strlen(colon + 1) >= portlen)
-		return -1;
-	for (const char *p = colon + 1; *p; p++)
-		if (*p < '0' || *p > '9')
-			return -1;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	snprintf(port, portlen, "%s", colon + 1);
-	return 0;
-}
-
 struct http_server *http_server_new(struct ev_loop *loop, const char *address, http_handler_fn handler, void *arg,
                                     char *err, size_t errlen)
 {
 	char host[256], port[16];
-	if (http_parse_listen(address, host, sizeof(host), port, sizeof(port)) != 0) {
+	if (hostport_parse(address, host, sizeof(host), port, sizeof(port)) != 0) {
 		snprintf(err, errlen, "metrics.listen \"%s\" is not HOST:PORT", address);
 		return NULL;
 	}

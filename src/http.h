@@ -35,7 +35,5 @@ struct http_server *http_server_new(struct ev_loop *loop, const char *address, h
                                     char *err, size_t errlen);
 void http_server_free(struct http_server *s);
 
-/* Parse "HOST:PORT"; 0 on success. For the config check. */
-int http_parse_listen(const char *address, char *host, size_t hostlen, char *port, size_t portlen);
 
 #endif

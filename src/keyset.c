@@ -9,11 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 #define EMPTY SIZE_MAX
 
 struct keyset {
 	char **keys;      /* dense, `count` used */
 	uint64_t *hashes; /* parallel to keys */
+	uint64_t *tags;   /* parallel to keys */
 	size_t count;
 	size_t capacity; /* of keys */
 	size_t *slots;   /* index into keys, or EMPTY */
@@ -32,7 +35,7 @@ static uint64_t hash_key(const char *key, size_t len)
 
 struct keyset *keyset_new(void)
 {
-	return calloc(1, sizeof(struct keyset));
+	return xcalloc(1, sizeof(struct keyset));
 }
 
 static void keyset_clear(struct keyset *set)
@@ -51,6 +54,7 @@ void keyset_free(struct keyset *set)
 	keyset_clear(set);
 	free(set->keys);
 	free(set->hashes);
+	free(set->tags);
 	free(set->slots);
 	free(set);
 }
@@ -75,22 +79,15 @@ static size_t find_slot(const struct keyset *set, const char *key, size_t len, u
 	return i;
 }
 
-static int grow(struct keyset *set)
+static void grow(struct keyset *set)
 {
 	size_t capacity = set->capacity ? set->capacity * 2 : 64;
-	char **keys = realloc(set->keys, capacity * sizeof(*keys));
-	if (keys == NULL)
-		return -1;
-	set->keys = keys;
-	uint64_t *hashes = realloc(set->hashes, capacity * sizeof(*hashes));
-	if (hashes == NULL)
-		return -1;
-	set->hashes = hashes;
+	set->keys = xrealloc(set->keys, capacity * sizeof(*set->keys));
+	set->hashes = xrealloc(set->hashes, capacity * sizeof(*set->hashes));
+	set->tags = xrealloc(set->tags, capacity * sizeof(*set->tags));
 
 	size_t nslots = capacity * 4;
-	size_t *slots = malloc(nslots * sizeof(*slots));
-	if (slots == NULL)
-		return -1;
+	size_t *slots = xmalloc(nslots * sizeof(*slots));
 	for (size_t i = 0; i < nslots; i++)
 		slots[i] = EMPTY;
 	free(set->slots);
@@ -103,7 +100,6 @@ static int grow(struct keyset *set)
 			i = (i + 1) & (nslots - 1);
 		slots[i] = k;
 	}
-	return 0;
 }
 
 int keyset_contains(const struct keyset *set, const char *key, size_t len)
@@ -113,23 +109,22 @@ int keyset_contains(const struct keyset *set, const char *key, size_t len)
 	return set->slots[find_slot(set, key, len, hash_key(key, len))] != EMPTY;
 }
 
-int keyset_add(struct keyset *set, const char *key, size_t len)
+int keyset_add(struct keyset *set, const char *key, size_t len, uint64_t tag)
 {
-	if (set->count == set->capacity && grow(set) != 0)
-		return -1;
+	if (set->count == set->capacity)
+		grow(set);
 
 	uint64_t h = hash_key(key, len);
 	size_t slot = find_slot(set, key, len, h);
-	if (set->slots[slot] != EMPTY)
+	if (set->slots[slot] != EMPTY) {
+		size_t k = set->slots[slot];
+		if (tag < set->tags[k])
+			set->tags[k] = tag;
 		return 0;
-
-	char *copy = malloc(len + 1);
-	if (copy == NULL)
-		return -1;
-	memcpy(copy, key, len);
-	copy[len] = '\0';
-	set->keys[set->count] = copy;
+	}
+	set->keys[set->count] = xstrndup(key, len);
 	set->hashes[set->count] = h;
+	set->tags[set->count] = tag;
 	set->slots[slot] = set->count;
 	set->count++;
 	return 1;
@@ -156,7 +151,7 @@ static void delete_slot(struct keyset *set, size_t slot)
 	}
 }
 
-size_t keyset_take(struct keyset *set, char **out, size_t max)
+size_t keyset_take(struct keyset *set, char **out, uint64_t *tags, size_t max)
 {
 	size_t taken = 0;
 
@@ -166,6 +161,8 @@ size_t keyset_take(struct keyset *set, char **out, size_t max)
 		size_t slot = find_slot(set, key, strlen(key), set->hashes[k]);
 		delete_slot(set, slot);
 		set->count--;
+		if (tags != NULL)
+			tags[taken] = set->tags[k];
 		out[taken++] = key;
 	}
 	return taken;

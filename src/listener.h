@@ -1,9 +1,10 @@
 /*
- * listener: the connection that LISTENs. On every (re)connect it takes the
- * standby lock when standby.enabled (or waits for it as the standby), reads the
- * catalog, LISTENs on every channel in one transaction, and only then tells
- * the engine, which reconciles before trusting notifications. Notifications
- * are parsed here and their keys handed to the batcher; it runs no refresh.
+ * listener: the control session. On every (re)connect it takes the standby
+ * lock when standby.enabled (or waits for it as the standby), reads the
+ * catalog, LISTENs on every channel that uses NOTIFY in one transaction, and
+ * only then tells the engine, which reconciles before trusting
+ * notifications. It pings while idle, to notice a hung server. It hands
+ * notifications on as they come and knows nothing of keys or refreshes.
  */
 #ifndef ROLLUPD_LISTENER_H
 #define ROLLUPD_LISTENER_H
@@ -12,7 +13,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "batcher.h"
 #include "catalog.h"
 #include "config.h"
 #include "pgconn.h"
@@ -27,14 +27,9 @@ struct listener_handler {
 	/* The session failed or was lost; `was_up`: it was listening or standing by
 	 * (else a failed attempt); `failures` counts attempts since one last was. */
 	void (*on_down)(const char *reason, bool was_up, uint32_t failures, void *arg);
-	/* Keys were added to the batcher. */
-	void (*on_keys)(void *arg);
-	/* A notification on `channel`: true when it is a queue-mode channel's
-	 * doorbell (its payload carries no keys), handled by the callee. */
-	bool (*on_ring)(const char *channel, void *arg);
-	/* Keys of `channel` were dropped (the batch.max_pending_keys cap, or out
-	 * of memory): its rollup needs a reconcile. */
-	void (*on_overflow)(const char *rollup, const char *channel, size_t dropped, void *arg);
+	/* A notification; true when a key source took it (else it is counted as
+	 * on an unknown channel, and logged). */
+	bool (*on_notify)(const char *channel, const char *payload, void *arg);
 	/* standby.enabled and another rollupd holds the lock: this one listens
 	 * on nothing until it gets the lock (then on_listening, new session). */
 	void (*on_standby)(void *arg);
@@ -43,7 +38,7 @@ struct listener_handler {
 
 /* `cfg` is borrowed and must outlive the listener or be replaced by listener_reload(). */
 struct listener *listener_new(struct ev_loop *loop, const struct pgconn_settings *settings, const struct config *cfg,
-                              struct batcher *batcher, const struct listener_handler *handler);
+                              const struct listener_handler *handler);
 void listener_free(struct listener *l);
 
 void listener_start(struct listener *l);

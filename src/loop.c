@@ -27,14 +27,9 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 		log_warning("SIGHUP: running on built-in defaults and -d; nothing to reload");
 		return;
 	}
-	struct config *cfg = calloc(1, sizeof(*cfg));
+	struct config *cfg = config_load(st->opts->config_path, st->opts->conninfo_override, err, sizeof(err));
 	if (cfg == NULL) {
-		log_error("SIGHUP: out of memory; continuing with the same configuration");
-		return;
-	}
-	if (config_load(st->opts->config_path, st->opts->conninfo_override, cfg, err, sizeof(err)) != 0) {
 		log_error("reload failed: %s; continuing with the same configuration", err);
-		free(cfg);
 		return;
 	}
 	engine_reload(st->engine, cfg);
@@ -58,17 +53,10 @@ int loop_run(struct config *cfg, const struct loop_options *opts)
 	if (loop == NULL) {
 		log_error("cannot initialise the event loop");
 		config_free(cfg);
-		free(cfg);
 		return EX_OSERR;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	st.engine = engine_new(loop, cfg, opts->on_ready, opts->arg);
-	if (st.engine == NULL) {
-		log_error("out of memory creating the engine");
-		config_free(cfg);
-		free(cfg);
-		return EX_OSERR;
-	}
+	st.engine = engine_new(loop, cfg, opts->on_ready, opts->arg); /* takes cfg */
 
 	ev_signal_init(&hup, on_sighup, SIGHUP);
 	ev_signal_init(&term, on_sigterm, SIGTERM);

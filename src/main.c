@@ -19,6 +19,7 @@
 #include "log.h"
 #include "loop.h"
 #include "oneshot.h"
+#include "xalloc.h"
 
 /* The daemon is up: the parent waiting in daemonize_detach() may exit 0. */
 static void report_ready(void *arg)
@@ -28,20 +29,18 @@ static void report_ready(void *arg)
 }
 
 /* Load the config named by the options; -d alone may run on the defaults. */
-static int load_config(const struct cli_options *o, struct config *cfg)
+static struct config *load_config(const struct cli_options *o)
 {
 	char err[1024];
+	struct config *cfg;
 
-	int rc;
 	if (!o->config_given && o->conninfo != NULL && access(o->config_path, F_OK) != 0)
-		rc = config_defaults(o->conninfo, cfg, err, sizeof(err));
+		cfg = config_defaults(o->conninfo, err, sizeof(err));
 	else
-		rc = config_load(o->config_path, o->conninfo, cfg, err, sizeof(err));
-	if (rc != 0) {
+		cfg = config_load(o->config_path, o->conninfo, err, sizeof(err));
+	if (cfg == NULL)
 		fprintf(stderr, "rollupd: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return cfg;
 }
 
 int main(int argc, char **argv)
@@ -63,13 +62,9 @@ int main(int argc, char **argv)
 		return EX_OK;
 	}
 
-	struct config *cfg = calloc(1, sizeof(*cfg));
+	struct config *cfg = load_config(&o);
 	if (cfg == NULL)
-		return EX_OSERR;
-	if (load_config(&o, cfg) != 0) {
-		free(cfg);
 		return EX_CONFIG;
-	}
 	log_set_level(cfg->log_level);
 
 	int code;
@@ -98,7 +93,7 @@ int main(int argc, char **argv)
 			code = EX_OSERR;
 			break;
 		}
-		char *pidfile = cfg->pidfile ? strdup(cfg->pidfile) : NULL;
+		char *pidfile = xstrdup(cfg->pidfile);
 		if (pidfile && pidfile_write(pidfile) != 0)
 			log_warning("cannot write pidfile path=%s error=\"%s\"", pidfile, strerror(errno));
 		srandom((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -117,6 +112,5 @@ int main(int argc, char **argv)
 	}
 	}
 	config_free(cfg);
-	free(cfg);
 	return code;
 }

@@ -13,6 +13,7 @@
 
 #include "catalog.h"
 #include "log.h"
+#include "xalloc.h"
 
 static PGconn *connect_blocking(const struct config *cfg)
 {
@@ -33,13 +34,9 @@ static PGconn *connect_blocking(const struct config *cfg)
 	return pg;
 }
 
-static int load_catalog(PGconn *pg, const struct config *cfg, struct catalog *cat)
+/* The tools name their rollup explicitly: the config's rollup list does not filter. */
+static int load_catalog(PGconn *pg, struct catalog *cat)
 {
-	/* The tools name their rollup explicitly: the config's rollup list does not filter. */
-	struct config all = *cfg;
-	all.rollups = NULL;
-	all.n_rollups = 0;
-
 	PGresult *res = PQexec(pg, CATALOG_QUERY);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "rollupd: cannot read the rollup catalog (is a rollup installed?): %s",
@@ -47,9 +44,31 @@ static int load_catalog(PGconn *pg, const struct config *cfg, struct catalog *ca
 		PQclear(res);
 		return -1;
 	}
-	int rc = catalog_from_result(res, &all, cat);
+	int rc = catalog_from_result(res, NULL, cat);
 	PQclear(res);
 	return rc;
+}
+
+static void print_capture(const struct catalog_capture *k)
+{
+	printf("  capture %s.%s -> %s on", k->table, k->key_column, k->channel);
+	const char *sep = " ";
+	static const char *const events[] = {"insert", "update", "delete"};
+	for (unsigned i = 0; i < 3; i++) {
+		if (k->events & (1u << i)) {
+			printf("%s%s", sep, events[i]);
+			sep = ",";
+		}
+	}
+	if (k->filter_column != NULL)
+		printf(" where %s = '%s'", k->filter_column, k->filter_value);
+	if (k->watched != NULL) {
+		printf(" (updates of");
+		for (size_t i = 0; i < k->n_watched; i++)
+			printf("%s%s", i ? ", " : " ", k->watched[i]);
+		printf(")");
+	}
+	printf("%s\n", k->table_oid == 0 ? " [table missing]" : "");
 }
 
 int oneshot_list(const struct config *cfg)
@@ -58,23 +77,29 @@ int oneshot_list(const struct config *cfg)
 	PGconn *pg = connect_blocking(cfg);
 	if (pg == NULL)
 		return EX_UNAVAILABLE;
-	if (load_catalog(pg, cfg, &cat) != 0) {
+	if (load_catalog(pg, &cat) != 0) {
 		PQfinish(pg);
 		return EX_SOFTWARE;
 	}
-	printf("%-28s %-7s %-8s %s\n", "ROLLUP", "KEY", "ENABLED", "CHANNELS");
+	printf("%-28s %-7s %-8s %s\n", "ROLLUP", "KEY", "ENABLED", "CHANNELS (key type) delivery");
 	for (size_t i = 0; i < cat.n_rollups; i++) {
 		const struct catalog_rollup *r = &cat.rollups[i];
 		printf("%-28s %-7s %-8s", r->name, key_type_name(r->key_type),
 		       config_wants_rollup(cfg, r->name) ? "yes" : "no");
 		const char *sep = " ";
 		for (size_t j = 0; j < cat.n_channels; j++) {
-			if (strcmp(cat.channels[j].rollup, r->name) != 0)
+			const struct catalog_channel *ch = &cat.channels[j];
+			if (strcmp(ch->rollup, r->name) != 0)
 				continue;
-			printf("%s%s(%s)", sep, cat.channels[j].name, key_type_name(cat.channels[j].key_type));
+			printf("%s%s(%s) %s", sep, ch->name, key_type_name(ch->key_type), delivery_name(ch->delivery));
 			sep = ", ";
 		}
 		printf("\n");
+		for (size_t j = 0; j < cat.n_captures; j++) {
+			const struct catalog_channel *ch = catalog_find_channel(&cat, cat.captures[j].channel);
+			if (ch != NULL && strcmp(ch->rollup, r->name) == 0)
+				print_capture(&cat.captures[j]);
+		}
 	}
 	catalog_free(&cat);
 	PQfinish(pg);
@@ -95,7 +120,7 @@ static int walk(const struct config *cfg, const char *name, bool verify)
 	PGconn *pg = connect_blocking(cfg);
 	if (pg == NULL)
 		return EX_UNAVAILABLE;
-	if (load_catalog(pg, cfg, &cat) != 0) {
+	if (load_catalog(pg, &cat) != 0) {
 		PQfinish(pg);
 		return EX_SOFTWARE;
 	}
@@ -136,7 +161,7 @@ static int walk(const struct config *cfg, const char *name, bool verify)
 			         PQgetvalue(res, 0, 2));
 		}
 		free(after);
-		after = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+		after = PQgetisnull(res, 0, 0) ? NULL : xstrdup(PQgetvalue(res, 0, 0));
 		PQclear(res);
 		if (after == NULL)
 			break;

@@ -1,17 +1,19 @@
 /*
- * pgconn: libpq's non-blocking API on libev. Every transition goes through
- * teardown() or sets `state` right before the callback that depends on it;
- * callbacks run only after the state is settled, and a depth count defers
- * pgconn_free() until no callback of this connection is on the stack.
+ * pgconn: libpq's non-blocking API on libev. Every state change goes through
+ * set_state(), which knows the legal edges; callbacks run only after the
+ * state is settled, and a depth count defers pgconn_free() until no callback
+ * of this connection is on the stack.
  */
 #include "pgconn.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backoff.h"
 #include "log.h"
+#include "xalloc.h"
 
 struct pgconn {
 	struct ev_loop *loop;
@@ -46,6 +48,45 @@ struct pgconn {
  * hung or cut off, and the connection is given up (its work is retried). */
 #define QUERY_DEADLINE_GRACE_MS 5000
 
+static const char *const state_names[] = {
+    [PGCONN_DOWN] = "down",       [PGCONN_BACKOFF] = "backoff", [PGCONN_CONNECTING] = "connecting",
+    [PGCONN_SETUP] = "setup",     [PGCONN_IDLE] = "idle",       [PGCONN_BUSY] = "busy",
+    [PGCONN_BROKEN] = "broken",
+};
+
+/* The edges of the state machine. Any state may end its session (teardown:
+ * to BACKOFF, or DOWN when stopped); the rest is the one way forward. */
+static bool edge_allowed(enum pgconn_state from, enum pgconn_state to)
+{
+	if (to == PGCONN_BACKOFF || to == PGCONN_DOWN)
+		return true;
+	switch (from) {
+	case PGCONN_DOWN:
+	case PGCONN_BACKOFF:
+		return to == PGCONN_CONNECTING;
+	case PGCONN_CONNECTING:
+		return to == PGCONN_SETUP;
+	case PGCONN_SETUP:
+		return to == PGCONN_IDLE;
+	case PGCONN_IDLE:
+		return to == PGCONN_BUSY || to == PGCONN_BROKEN;
+	case PGCONN_BUSY:
+		return to == PGCONN_IDLE;
+	case PGCONN_BROKEN:
+		return false;
+	}
+	return false;
+}
+
+static void set_state(struct pgconn *c, enum pgconn_state next)
+{
+	assert(edge_allowed(c->state, next) && "pgconn: illegal state change");
+	/* Every query is idle -> busy -> idle: that pair would drown the debug log. */
+	if (!((c->state == PGCONN_IDLE && next == PGCONN_BUSY) || (c->state == PGCONN_BUSY && next == PGCONN_IDLE)))
+		log_debug("connection conn=%s state=%s->%s", c->name, state_names[c->state], state_names[next]);
+	c->state = next;
+}
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -64,20 +105,11 @@ static void first_line(char *dst, size_t dstlen, const char *msg)
 struct pgconn *pgconn_new(struct ev_loop *loop, const char *name, const struct pgconn_settings *settings,
                           const struct pgconn_handler *handler)
 {
-	struct pgconn *c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return NULL;
+	struct pgconn *c = xcalloc(1, sizeof(*c));
 	c->loop = loop;
-	c->name = strdup(name);
-	c->conninfo = strdup(settings->conninfo);
-	c->application_name = strdup(settings->application_name ? settings->application_name : "rollupd");
-	if (c->name == NULL || c->conninfo == NULL || c->application_name == NULL) {
-		free(c->name);
-		free(c->conninfo);
-		free(c->application_name);
-		free(c);
-		return NULL;
-	}
+	c->name = xstrdup(name);
+	c->conninfo = xstrdup(settings->conninfo);
+	c->application_name = xstrdup(settings->application_name ? settings->application_name : "rollupd");
 	c->connect_timeout_ms = settings->connect_timeout_ms;
 	c->statement_timeout_ms = settings->statement_timeout_ms;
 	c->owner_confirms = settings->owner_confirms;
@@ -181,7 +213,7 @@ static void teardown(struct pgconn *c, const char *reason, enum pgconn_state nex
 	}
 	c->cb = NULL;
 	c->session++;
-	c->state = next;
+	set_state(c, next);
 	if (next == PGCONN_BACKOFF) {
 		uint32_t delay = backoff_next_ms(&c->backoff, (uint32_t)random());
 		start_timer(c, delay / 1000.0);
@@ -234,7 +266,7 @@ static void connect_now(struct pgconn *c)
 	}
 	PQsetnonblocking(c->pg, 1);
 	PQsetNoticeProcessor(c->pg, log_notice, c);
-	c->state = PGCONN_CONNECTING;
+	set_state(c, PGCONN_CONNECTING);
 	/* libpq enforces connect_timeout only in its blocking calls: time it here. */
 	start_timer(c, c->connect_timeout_ms / 1000.0);
 	/* libpq: behave as if PQconnectPoll had returned PGRES_POLLING_WRITING. */
@@ -288,12 +320,8 @@ void pgconn_confirm(struct pgconn *c)
 void pgconn_update(struct pgconn *c, const struct pgconn_settings *s)
 {
 	bool changed = strcmp(c->conninfo, s->conninfo) != 0 || c->statement_timeout_ms != s->statement_timeout_ms;
-	char *conninfo = strdup(s->conninfo);
+	char *conninfo = xstrdup(s->conninfo);
 
-	if (conninfo == NULL) {
-		log_error("out of memory updating connection settings conn=%s", c->name);
-		return;
-	}
 	free(c->conninfo);
 	c->conninfo = conninfo;
 	c->connect_timeout_ms = s->connect_timeout_ms;
@@ -318,7 +346,7 @@ static void send_setup(struct pgconn *c)
 	char sql[128];
 
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %d", c->statement_timeout_ms);
-	c->state = PGCONN_SETUP;
+	set_state(c, PGCONN_SETUP);
 	if (!PQsendQuery(c->pg, sql) || flush_and_watch(c) != 0)
 		fail(c, "session setup");
 }
@@ -375,7 +403,7 @@ static void finish_setup(struct pgconn *c)
 	ev_timer_stop(c->loop, &c->timer);
 	if (!c->owner_confirms)
 		backoff_reset(&c->backoff);
-	c->state = PGCONN_IDLE;
+	set_state(c, PGCONN_IDLE);
 	log_debug("connected conn=%s backend_pid=%d", c->name, PQbackendPID(c->pg));
 	if (c->handler.on_up)
 		c->handler.on_up(c, c->handler.arg);
@@ -391,7 +419,7 @@ static void finish_query(struct pgconn *c)
 
 	c->result = NULL;
 	c->cb = NULL;
-	c->state = PGCONN_IDLE;
+	set_state(c, PGCONN_IDLE);
 	ev_timer_stop(c->loop, &c->timer); /* the query's deadline */
 	if (res == NULL) {
 		err = "no result";
@@ -526,12 +554,12 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 	if (!sent || flush_and_watch(c) != 0) {
 		/* Tear down on the next loop turn, not inside the caller's stack. */
 		first_line(c->broken_reason, sizeof(c->broken_reason), PQerrorMessage(c->pg));
-		c->state = PGCONN_BROKEN;
+		set_state(c, PGCONN_BROKEN);
 		watch(c, -1, 0);
 		start_timer(c, 0.);
 		return -1;
 	}
-	c->state = PGCONN_BUSY;
+	set_state(c, PGCONN_BUSY);
 	c->cb = cb;
 	c->cb_arg = cb_arg;
 	if (c->statement_timeout_ms > 0)

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "source.h"
+#include "xalloc.h"
 
 static const char POISON_RETRY_SQL[] =
     "SELECT retried, recovered, poisoned, round(next_due_ms), detail FROM rollupd.poison_retry($1, $2, $3)";
@@ -18,6 +20,7 @@ struct poison {
 	ev_timer timer;
 	bool due;
 	bool in_flight;
+	char params[3][16]; /* of the pass in flight */
 	struct backoff failures; /* of whole passes (lost connection, timeout) */
 	uint64_t found;
 	uint64_t recovered;
@@ -37,9 +40,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 struct poison *poison_new(struct ev_loop *loop, const struct poison_policy *policy, void (*on_due)(void *arg),
                           void *arg)
 {
-	struct poison *p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return NULL;
+	struct poison *p = xcalloc(1, sizeof(*p));
 	p->loop = loop;
 	p->on_due = on_due;
 	p->arg = arg;
@@ -84,20 +85,11 @@ void poison_found(struct poison *p, const char *channel, long count, const char 
 	poison_schedule(p, p->policy.retry_min_ms / 1000.0);
 }
 
-const char *poison_take(struct poison *p, char params[3][16])
+static void pass_done(struct job *job, const PGresult *res, const char *error, ev_tstamp now)
 {
-	if (!p->due || p->in_flight)
-		return NULL;
-	p->due = false;
-	p->in_flight = true;
-	snprintf(params[0], 16, "%u", p->policy.max_keys);
-	snprintf(params[1], 16, "%u", p->policy.retry_min_ms);
-	snprintf(params[2], 16, "%u", p->policy.retry_max_ms);
-	return POISON_RETRY_SQL;
-}
+	struct poison *p = job->owner;
+	double ms = (now - job->started) * 1000.0;
 
-void poison_complete(struct poison *p, const PGresult *res, const char *error, double ms)
-{
 	p->in_flight = false;
 	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) != 5))
 		error = "unexpected result shape";
@@ -128,6 +120,25 @@ void poison_complete(struct poison *p, const PGresult *res, const char *error, d
 			due_ms = p->policy.retry_min_ms;
 		poison_schedule(p, due_ms / 1000.0);
 	}
+}
+
+bool poison_take(struct poison *p, struct job *job)
+{
+	if (!p->due || p->in_flight)
+		return false;
+	p->due = false;
+	p->in_flight = true;
+	snprintf(p->params[0], sizeof(p->params[0]), "%u", p->policy.max_keys);
+	snprintf(p->params[1], sizeof(p->params[1]), "%u", p->policy.retry_min_ms);
+	snprintf(p->params[2], sizeof(p->params[2]), "%u", p->policy.retry_max_ms);
+	job->kind = JOB_POISON;
+	job->sql = POISON_RETRY_SQL;
+	job->nparams = 3;
+	for (int i = 0; i < 3; i++)
+		job->params[i] = p->params[i];
+	job->owner = p;
+	job->done = pass_done;
+	return true;
 }
 
 uint64_t poison_found_total(const struct poison *p)

@@ -3,7 +3,8 @@
  * their refresh raised an error (README.md, "Poison keys"). The keys and
  * their attempt counts live in rollupd.poison; this module only keeps one
  * timer for the next retry pass, and logs what refreshes and passes report.
- * It runs nothing itself: the engine takes a due pass and reports its result.
+ * It runs nothing itself: the engine takes a due pass as a worker's job
+ * (its statement and completion are here).
  */
 #ifndef ROLLUPD_POISON_H
 #define ROLLUPD_POISON_H
@@ -14,6 +15,8 @@
 #include <stdint.h>
 
 #include "backoff.h"
+
+struct job;
 
 struct poison_policy {
 	uint32_t max_keys; /* keys retried per channel and pass */
@@ -36,13 +39,10 @@ void poison_schedule(struct poison *p, double after_s);
  * with their errors): log it and schedule a pass. */
 void poison_found(struct poison *p, const char *channel, long count, const char *detail);
 
-/* The statement of a pass, with its three parameters, when one is due now
- * (the pass is then in flight until poison_complete()); NULL otherwise. */
-const char *poison_take(struct poison *p, char params[3][16]);
-
-/* The pass's outcome (`error` as pgconn reports it): logs, and schedules the
- * next pass when poison keys remain (or after a backoff delay on failure). */
-void poison_complete(struct poison *p, const PGresult *res, const char *error, double ms);
+/* Fill `job` with a pass when one is due now (the pass is then in flight
+ * until its completion, which logs and schedules the next pass when poison
+ * keys remain, or after a backoff delay on failure). */
+bool poison_take(struct poison *p, struct job *job);
 
 uint64_t poison_found_total(const struct poison *p);
 uint64_t poison_recovered_total(const struct poison *p);

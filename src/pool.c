@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "xalloc.h"
 
 /* How workers show in pg_stat_activity. */
 #define WORKER_APPLICATION_NAME "rollupd worker"
@@ -42,22 +42,16 @@ static void worker_on_down(struct pgconn *c, const char *reason, bool was_up, vo
 
 static struct pool_worker *worker_new(struct pool *p)
 {
-	struct pool_worker *w = calloc(1, sizeof(*w));
+	struct pool_worker *w = xcalloc(1, sizeof(*w));
 	char name[32];
 	struct pgconn_handler h = {.on_up = worker_on_up, .on_down = worker_on_down, .arg = w};
 
-	if (w == NULL)
-		return NULL;
 	w->pool = p;
 	w->id = ++p->next_id;
 	snprintf(name, sizeof(name), "worker-%u", w->id);
 	struct pgconn_settings s = p->settings;
 	s.application_name = WORKER_APPLICATION_NAME;
 	w->conn = pgconn_new(p->loop, name, &s, &h);
-	if (w->conn == NULL) {
-		free(w);
-		return NULL;
-	}
 	return w;
 }
 
@@ -70,9 +64,7 @@ static void worker_free(struct pool_worker *w)
 struct pool *pool_new(struct ev_loop *loop, const struct pgconn_settings *settings, size_t size,
                       const struct pool_handler *handler)
 {
-	struct pool *p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return NULL;
+	struct pool *p = xcalloc(1, sizeof(*p));
 	p->loop = loop;
 	p->settings = *settings;
 	p->handler = *handler;
@@ -134,14 +126,8 @@ void pool_resize(struct pool *p, size_t size)
 			active++;
 
 	while (active < size) {
-		struct pool_worker **grown = realloc(p->workers, (p->n + 1) * sizeof(struct pool_worker *));
-		struct pool_worker *w = grown ? worker_new(p) : NULL;
-		if (grown)
-			p->workers = grown;
-		if (w == NULL) {
-			log_error("out of memory growing the pool size=%zu", p->n);
-			return;
-		}
+		p->workers = xrealloc(p->workers, (p->n + 1) * sizeof(struct pool_worker *));
+		struct pool_worker *w = worker_new(p);
 		p->workers[p->n++] = w;
 		active++;
 		if (p->started)
@@ -173,7 +159,7 @@ void pool_update(struct pool *p, const struct pgconn_settings *settings)
 	sweep(p);
 }
 
-struct pool_worker *pool_acquire_idle(struct pool *p)
+struct pool_worker *pool_idle(struct pool *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		struct pool_worker *w = p->workers[i];
@@ -181,6 +167,12 @@ struct pool_worker *pool_acquire_idle(struct pool *p)
 			return w;
 	}
 	return NULL;
+}
+
+void pool_assign(struct pool *p, struct pool_worker *w, void *job)
+{
+	(void)p;
+	w->job = job;
 }
 
 void pool_release(struct pool *p, struct pool_worker *w)

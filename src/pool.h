@@ -14,6 +14,7 @@
 
 struct pool;
 
+/* A worker. Read-only outside pool.c. */
 struct pool_worker {
 	struct pgconn *conn;
 	struct pool *pool;
@@ -40,7 +41,9 @@ void pool_resize(struct pool *p, size_t size);
 void pool_update(struct pool *p, const struct pgconn_settings *settings);
 
 /* A connected worker with no job, or NULL. */
-struct pool_worker *pool_acquire_idle(struct pool *p);
+struct pool_worker *pool_idle(struct pool *p);
+/* The worker runs `job` (the caller's) until pool_release(). */
+void pool_assign(struct pool *p, struct pool_worker *w, void *job);
 /* The worker's job is over: clear it, and free the worker if it was retiring. */
 void pool_release(struct pool *p, struct pool_worker *w);
 

@@ -1,13 +1,18 @@
 /*
  * queue: per-channel drain state and three timers: the earliest due step,
- * the safety poll and the stats interval.
+ * the safety poll and the stats interval; then the key source around it.
  */
 #include "queue.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "poison.h"
+#include "source.h"
+#include "stats.h"
+#include "xalloc.h"
 
 struct queues {
 	struct ev_loop *loop;
@@ -80,9 +85,7 @@ static void start_periodic(struct queues *qs)
 
 struct queues *queues_new(struct ev_loop *loop, const struct queue_policy *policy, void (*on_due)(void *arg), void *arg)
 {
-	struct queues *qs = calloc(1, sizeof(*qs));
-	if (qs == NULL)
-		return NULL;
+	struct queues *qs = xcalloc(1, sizeof(*qs));
 	qs->loop = loop;
 	qs->policy = *policy;
 	qs->on_due = on_due;
@@ -152,20 +155,14 @@ static void drain_now(struct queue_channel *ch, ev_tstamp now)
 
 void queues_set_channels(struct queues *qs, const struct catalog *cat, bool new_session)
 {
-	struct queue_channel **channels = calloc(cat->n_channels + 1, sizeof(struct queue_channel *));
-	bool *kept = calloc(qs->n_channels + 1, sizeof(bool));
+	struct queue_channel **channels = xcalloc(cat->n_channels + 1, sizeof(struct queue_channel *));
+	bool *kept = xcalloc(qs->n_channels + 1, sizeof(bool));
 	ev_tstamp now = ev_now(qs->loop);
 	size_t n = 0;
 
-	if (channels == NULL || kept == NULL) {
-		free(channels);
-		free(kept);
-		log_error("out of memory applying the catalog's queue channels; keeping the old ones");
-		return;
-	}
 	for (size_t i = 0; i < cat->n_channels; i++) {
 		const struct catalog_channel *cc = &cat->channels[i];
-		if (!cc->queue)
+		if (cc->delivery != DELIVERY_QUEUE)
 			continue;
 		size_t j = find_index(qs, cc->name);
 		struct queue_channel *ch;
@@ -175,14 +172,9 @@ void queues_set_channels(struct queues *qs, const struct catalog *cat, bool new_
 			if (new_session)
 				drain_now(ch, now);
 		} else {
-			ch = calloc(1, sizeof(*ch));
-			if (ch == NULL || (ch->name = strdup(cc->name)) == NULL ||
-			    (ch->rollup = strdup(cc->rollup)) == NULL) {
-				if (ch != NULL)
-					channel_free(ch);
-				log_error("out of memory adding queue channel=%s", cc->name);
-				continue;
-			}
+			ch = xcalloc(1, sizeof(*ch));
+			ch->name = xstrdup(cc->name);
+			ch->rollup = xstrdup(cc->rollup);
 			backoff_init(&ch->retry, qs->policy.retry_min_ms, qs->policy.retry_max_ms);
 			ch->depth = -1;
 			drain_now(ch, now);
@@ -235,16 +227,11 @@ struct queue_job *queues_take(struct queues *qs, ev_tstamp now)
 		else
 			continue;
 
-		struct queue_job *job = calloc(1, sizeof(*job));
-		if (job == NULL || (job->channel = strdup(ch->name)) == NULL ||
-		    (job->rollup = strdup(ch->rollup)) == NULL) {
-			if (job != NULL)
-				free(job->channel);
-			free(job);
-			log_error("out of memory taking a queue step channel=%s", ch->name);
-			return NULL;
-		}
+		struct queue_job *job = xcalloc(1, sizeof(*job));
+		job->channel = xstrdup(ch->name);
+		job->rollup = xstrdup(ch->rollup);
 		job->step = step;
+		snprintf(job->max_keys, sizeof(job->max_keys), "%zu", qs->policy.max_keys);
 		job->rings_before = ch->rings;
 		if (step == QUEUE_STATS)
 			ch->stats_wanted = false;
@@ -331,6 +318,15 @@ uint32_t queues_complete(struct queues *qs, struct queue_job *job, bool ok, long
 	return delay;
 }
 
+void queues_set_depth(struct queues *qs, const char *channel, long long depth, double oldest_ms)
+{
+	struct queue_channel *ch = queues_find(qs, channel);
+	if (ch != NULL) {
+		ch->depth = depth;
+		ch->oldest_ms = oldest_ms;
+	}
+}
+
 size_t queues_in_flight(const struct queues *qs)
 {
 	size_t n = 0;
@@ -365,4 +361,227 @@ static void arm_due_timer(struct queues *qs)
 		return;
 	ev_timer_set(&qs->due_timer, deadline - now, 0.);
 	ev_timer_start(qs->loop, &qs->due_timer);
+}
+
+/* ---- the key source ---- */
+
+static const char QUEUE_DRAIN_SQL[] = "SELECT taken, written, truncated, poisoned, detail,"
+                                      " array_to_string(wait_buckets, ','), wait_sum"
+                                      " FROM rollupd.queue_drain($1, $2::integer, $3::double precision[])";
+static const char QUEUE_REARM_SQL[] = "SELECT CASE WHEN rollupd.queue_rearm($1) THEN 1 ELSE 0 END";
+static const char QUEUE_STATS_SQL[] = "SELECT depth, round(oldest_ms) FROM rollupd.queue_stats($1)";
+
+struct queue_source {
+	struct source_env env;
+	struct queues *queues;
+	bool stopping;
+};
+
+static struct queue_policy policy_from(const struct config *cfg)
+{
+	return (struct queue_policy){
+	    .max_keys = (size_t)cfg->batch_max_keys,
+	    .window_s = cfg->batch_window_ms / 1000.0,
+	    .poll_s = cfg->queue_poll_ms / 1000.0,
+	    .stats_s = cfg->queue_stats_interval_s,
+	    .parallel = (unsigned)cfg->queue_parallel,
+	    .retry_min_ms = (uint32_t)cfg->retry_min_ms,
+	    .retry_max_ms = (uint32_t)cfg->retry_max_ms,
+	};
+}
+
+static const char *step_name(enum queue_step step)
+{
+	switch (step) {
+	case QUEUE_DRAIN:
+		return "drain";
+	case QUEUE_REARM:
+		return "rearm";
+	case QUEUE_LAST_LOOK:
+		return "last-look";
+	case QUEUE_STATS:
+		return "stats";
+	}
+	return "?";
+}
+
+static void source_set_catalog(void *impl, const struct catalog *cat, bool new_session)
+{
+	struct queue_source *qsrc = impl;
+	queues_set_channels(qsrc->queues, cat, new_session);
+}
+
+/* A doorbell: the writer that rang disarmed it; drain now. */
+static bool source_on_notify(void *impl, const char *channel, const char *payload)
+{
+	struct queue_source *qsrc = impl;
+	struct queue_channel *ch = queues_find(qsrc->queues, channel);
+	(void)payload;
+	if (ch == NULL)
+		return false;
+	queues_ring(qsrc->queues, ch);
+	qsrc->env.due(qsrc->env.arg);
+	return true;
+}
+
+static void step_done(struct job *job, const PGresult *res, const char *error, ev_tstamp now)
+{
+	struct queue_source *qsrc = job->owner;
+	struct queue_job *q = job->u.queue;
+	double ms = (now - job->started) * 1000.0;
+	int want_cols = q->step == QUEUE_REARM ? 1 : q->step == QUEUE_STATS ? 2 : 7;
+
+	if (error == NULL && (PQntuples(res) != 1 || PQnfields(res) != want_cols))
+		error = "unexpected result shape";
+	if (error != NULL) {
+		char channel[64];
+		enum queue_step step = q->step;
+		snprintf(channel, sizeof(channel), "%s", q->channel);
+		uint32_t delay = queues_complete(qsrc->queues, q, false, 0, 0);
+		log_warning("queue %s failed channel=%s ms=%.0f error=\"%s\" retry_in_ms=%u (the keys stay queued)",
+		            step_name(step), channel, ms, error, delay);
+		return;
+	}
+	if (q->step == QUEUE_STATS) {
+		const struct queue_channel *ch = queues_find(qsrc->queues, q->channel);
+		queues_set_depth(qsrc->queues, q->channel, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+		                 strtod(PQgetvalue(res, 0, 1), NULL));
+		log_info("queue channel=%s depth=%s oldest_ms=%s drained_keys=%llu rings=%llu", q->channel,
+		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), ch ? (unsigned long long)ch->keys_drained : 0ULL,
+		         ch ? (unsigned long long)ch->rings : 0ULL);
+		queues_complete(qsrc->queues, q, true, 0, 0);
+		return;
+	}
+	if (q->step == QUEUE_REARM) {
+		long armed = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		log_debug("queue rearm channel=%s armed=%s ms=%.1f", q->channel, armed ? "yes" : "no (writer in flight)",
+		          ms);
+		queues_complete(qsrc->queues, q, true, armed, 0);
+		return;
+	}
+	long taken = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	long written = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	if (taken > 0) {
+		stats_observe_refresh(qsrc->env.stats, ms / 1000.0);
+		stats_observe_waits(qsrc->env.stats, PQgetvalue(res, 0, 5), strtod(PQgetvalue(res, 0, 6), NULL));
+	}
+	log_debug("queue %s channel=%s keys=%ld rows=%ld ms=%.1f", step_name(q->step), q->channel, taken, written, ms);
+	poison_found(qsrc->env.poison, q->channel, strtol(PQgetvalue(res, 0, 3), NULL, 10), PQgetvalue(res, 0, 4));
+	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		log_warning("queue of channel=%s was emptied by a crash (its sentinel row is gone); reconciling rollup=%s",
+		            q->channel, q->rollup);
+		qsrc->env.reconcile(qsrc->env.arg, q->rollup, WALK_QUEUE_TRUNCATED);
+	}
+	queues_complete(qsrc->queues, q, true, taken, written);
+}
+
+static bool source_take(void *impl, ev_tstamp now, struct job *job)
+{
+	struct queue_source *qsrc = impl;
+	if (qsrc->stopping)
+		return false; /* queued keys wait in the database for the next start */
+	struct queue_job *q = queues_take(qsrc->queues, now);
+	if (q == NULL)
+		return false;
+	job->kind = JOB_QUEUE_STEP;
+	job->owner = qsrc;
+	job->done = step_done;
+	job->u.queue = q;
+	job->params[0] = q->channel;
+	switch (q->step) {
+	case QUEUE_REARM:
+		job->sql = QUEUE_REARM_SQL;
+		job->nparams = 1;
+		break;
+	case QUEUE_STATS:
+		job->sql = QUEUE_STATS_SQL;
+		job->nparams = 1;
+		break;
+	case QUEUE_DRAIN:
+	case QUEUE_LAST_LOOK:
+		job->sql = QUEUE_DRAIN_SQL;
+		job->nparams = 3;
+		job->params[1] = q->max_keys;
+		job->params[2] = STATS_BOUNDS_SQL;
+		break;
+	}
+	return true;
+}
+
+static size_t source_pending(const void *impl)
+{
+	(void)impl;
+	return 0; /* queued keys are in the database */
+}
+
+static void source_stop(void *impl)
+{
+	struct queue_source *qsrc = impl;
+	qsrc->stopping = true;
+}
+
+static void source_reload(void *impl, const struct config *cfg)
+{
+	struct queue_source *qsrc = impl;
+	struct queue_policy policy = policy_from(cfg);
+	queues_set_policy(qsrc->queues, &policy);
+}
+
+static bool source_channel(const void *impl, size_t i, struct channel_stats *out)
+{
+	const struct queue_source *qsrc = impl;
+	const struct queue_channel *ch = queues_channel(qsrc->queues, i);
+	if (ch == NULL)
+		return false;
+	*out = (struct channel_stats){
+	    .name = ch->name,
+	    .delivery = DELIVERY_QUEUE,
+	    .keys_refreshed = ch->keys_drained,
+	    .rows_written = ch->rows_written,
+	    .batches_ok = ch->drains,
+	    .batches_failed = ch->failures,
+	    .has_queue = true,
+	    .queue_depth = ch->depth,
+	    .queue_oldest_ms = ch->oldest_ms,
+	    .rings = ch->rings,
+	};
+	return true;
+}
+
+static void source_free_impl(void *impl)
+{
+	struct queue_source *qsrc = impl;
+	queues_free(qsrc->queues);
+	free(qsrc);
+}
+
+static const struct source_ops queue_ops = {
+    .mode = DELIVERY_QUEUE,
+    .loses_keys_while_away = false, /* keys wait in the queue */
+    .set_catalog = source_set_catalog,
+    .on_notify = source_on_notify,
+    .take = source_take,
+    .pending = source_pending,
+    .stop = source_stop,
+    .reload = source_reload,
+    .channel = source_channel,
+    .free = source_free_impl,
+};
+
+static void steps_due(void *arg)
+{
+	struct queue_source *qsrc = arg;
+	qsrc->env.due(qsrc->env.arg);
+}
+
+struct source *queue_source_new(const struct source_env *env, const struct config *cfg)
+{
+	struct queue_source *qsrc = xcalloc(1, sizeof(*qsrc));
+	struct queue_policy policy = policy_from(cfg);
+	qsrc->env = *env;
+	qsrc->queues = queues_new(env->loop, &policy, steps_due, qsrc);
+	struct source *s = xcalloc(1, sizeof(*s));
+	s->ops = &queue_ops;
+	s->impl = qsrc;
+	return s;
 }

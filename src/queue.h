@@ -1,5 +1,5 @@
 /*
- * queue: the drain cycle of each queue-mode channel (DESIGN.md, "Delivery").
+ * queue: the drain cycle of each queue-mode channel (docs/design.md, "Delivery").
  * Keys wait in the database; this module only decides when a worker should
  * claim the next batch, re-arm the doorbell, or take its last look:
  *
@@ -7,7 +7,10 @@
  *   mid-transaction; else poll again after window_ms) -> one last look ->
  *   armed: wait for the doorbell's NOTIFY or the safety poll.
  *
- * It runs nothing itself: the engine takes due steps and reports outcomes.
+ * As a key source (source.h) it hands the engine each due step as a
+ * statement (the SQL is here, as poison.c holds its own) and reads the
+ * result; queues_take()/queues_complete() are the cycle itself, testable
+ * without a database.
  */
 #ifndef ROLLUPD_QUEUE_H
 #define ROLLUPD_QUEUE_H
@@ -54,7 +57,6 @@ struct queue_channel {
 	uint64_t keys_drained;
 	uint64_t rows_written;
 	uint64_t failures;
-	uint64_t truncations;
 	long long depth;  /* at the last stats step, -1 before one */
 	double oldest_ms; /* age of the oldest queued key then */
 };
@@ -65,6 +67,7 @@ struct queue_job {
 	char *rollup;
 	enum queue_step step;
 	uint64_t rings_before; /* the channel's rings when the step was taken */
+	char max_keys[16];     /* the statement's parameters */
 };
 
 struct queues;
@@ -94,6 +97,9 @@ struct queue_job *queues_take(struct queues *qs, ev_tstamp now);
  * the way. Returns the retry delay in ms after a failure, else 0.
  */
 uint32_t queues_complete(struct queues *qs, struct queue_job *job, bool ok, long taken, long written);
+
+/* A stats step's answer. */
+void queues_set_depth(struct queues *qs, const char *channel, long long depth, double oldest_ms);
 
 /* Drains in flight (a stop waits for them; queued keys need no draining). */
 size_t queues_in_flight(const struct queues *qs);

@@ -1,30 +1,192 @@
--- rollupd common schema: the catalog the daemon reads at start and on SIGHUP,
--- and the helper that light triggers call to signal changed keys.
--- Idempotent; every rollup's install.sql includes it.
+-- rollupd's common schema: the catalog the daemon reads at start and on
+-- SIGHUP, the capture declarations the light triggers are made from, and the
+-- machinery every rollup shares (delivery, queue drains, poison keys, the
+-- reconcile and verify walks). Every rollup's install.sql includes it;
+-- docs/design.md explains it. It reads by layer: tables, internal
+-- functions, public functions, then what creates the triggers.
+--
+-- Idempotent: functions are replaced, tables created when missing. A change
+-- to a table of an installed schema comes with an upgrade script in
+-- sql/common/upgrade/ and a new schema_version (docs/design.md, "Upgrades").
 
 CREATE SCHEMA IF NOT EXISTS rollupd;
 
--- One row per derived table: its key type and the functions that walk its key space.
+-- ==== Tables ====
+
+-- The version of this schema, one row. install.sql refuses to run over an
+-- older or newer one (run the upgrade scripts instead).
+CREATE TABLE IF NOT EXISTS rollupd.schema_version (
+    version integer PRIMARY KEY,
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+DO $$
+DECLARE
+    have integer;
+    want constant integer := 2;
+BEGIN
+    SELECT max(version) INTO have FROM rollupd.schema_version;
+    IF have IS NULL THEN
+        INSERT INTO rollupd.schema_version (version) VALUES (want);
+    ELSIF have <> want THEN
+        RAISE EXCEPTION 'rollupd: the installed rollupd schema is version %, this install.sql is version %', have, want
+            USING HINT = 'Upgrade it first with the scripts in sql/common/upgrade/ (docs/design.md, "Upgrades").';
+    END IF;
+END
+$$;
+
+-- One row per derived table. The walks (reconcile, verify) and the grants of
+-- sql/roles.sql are made from it:
+--   derived_columns  the derived table's columns that compute_fn returns, in
+--                    its order; the first is the key (one row per key for
+--                    eth_user_balances, several for first_delegation);
+--   compute_fn       (keys key_type[]) RETURNS the rows the derived table must
+--                    hold for those keys, by the definition; read-only;
+--   refresh_fn       (keys key_type[]) RETURNS integer: bring the derived rows
+--                    of those keys to the definition (the SQL contract,
+--                    docs/design.md);
+--   key_space        a SELECT of one column: every key the source tables
+--                    define a derived row for (the walk adds the keys of
+--                    the derived rows, which may be leftovers);
+--   build_fn         optional, () RETURNS bigint: fill an empty derived table
+--                    in one set-based pass (the first reconcile calls it).
 CREATE TABLE IF NOT EXISTS rollupd.rollup (
-    name         text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]*$'),
-    key_type     text NOT NULL CHECK (key_type IN ('bigint', 'text')),
-    reconcile_fn text NOT NULL,  -- (after key, max_keys int, OUT last_key key, OUT fixed int)
-    verify_fn    text NOT NULL,  -- (after key, max_keys int, OUT last_key key, OUT mismatched key[])
-    description  text
+    name            text PRIMARY KEY CHECK (name ~ '^[a-z_][a-z0-9_]*$'),
+    key_type        text NOT NULL CHECK (key_type IN ('bigint', 'text')),
+    derived_table   text NOT NULL,
+    derived_columns text[] NOT NULL CHECK (cardinality(derived_columns) >= 1),
+    compute_fn      text NOT NULL,
+    refresh_fn      text NOT NULL,
+    key_space       text NOT NULL,
+    build_fn        text,
+    source_tables   text[] NOT NULL DEFAULT '{}',
+    description     text,
+    -- When a rollupd last finished a full reconcile walk of it.
+    last_reconciled_at timestamptz
 );
 
--- What each rollup writes and reads, for the grants of sql/roles.sql (names
--- as install.sql created them, resolved on the search_path when granting).
-ALTER TABLE rollupd.rollup ADD COLUMN IF NOT EXISTS derived_table text;
-ALTER TABLE rollupd.rollup ADD COLUMN IF NOT EXISTS source_tables text[] NOT NULL DEFAULT '{}';
-
--- One row per LISTEN channel: the keys its notifications carry and the function that refreshes them.
+-- One row per channel: a stream of keys of one type, the function that
+-- refreshes a batch of them, and how writers deliver them: 'notify' (keys in
+-- NOTIFY payloads), 'queue' (a dirty-key table and a doorbell NOTIFY), or
+-- 'wal' (no trigger: rollupd reads them from its logical replication slot).
 CREATE TABLE IF NOT EXISTS rollupd.channel (
     channel    text PRIMARY KEY CHECK (channel ~ '^[a-z_][a-z0-9_]*$'),
     rollup     text NOT NULL REFERENCES rollupd.rollup (name) ON DELETE CASCADE,
     key_type   text NOT NULL CHECK (key_type IN ('bigint', 'text')),
-    refresh_fn text NOT NULL     -- (keys key[]) RETURNS integer: derived rows written or deleted
+    refresh_fn text NOT NULL,    -- (keys key_type[]) RETURNS integer: derived rows written or deleted
+    delivery   text NOT NULL DEFAULT 'notify' CHECK (delivery IN ('notify', 'queue', 'wal'))
 );
+
+-- Capture declarations: which changes of which source table give which keys
+-- of a channel. The light triggers of notify and queue mode are made from
+-- these rows (rollupd.capture_sync), and the WAL mode's publication too.
+--   key_column       the column whose value (as text) is the key, in the new
+--                    row and, for an UPDATE that changes it or a DELETE, the
+--                    old row;
+--   filter_column /  only rows whose filter_column (as text) equals
+--   filter_value     filter_value give keys (both NULL: every row);
+--   watched_columns  an UPDATE gives keys only when one of these, the key or
+--                    the filter column changed (NULL: any column);
+--   events           of 'insert', 'update', 'delete'.
+CREATE TABLE IF NOT EXISTS rollupd.capture (
+    channel         text NOT NULL REFERENCES rollupd.channel (channel) ON DELETE CASCADE,
+    source_table    text NOT NULL,
+    key_column      text NOT NULL CHECK (key_column ~ '^[a-z_][a-z0-9_]*$'),
+    filter_column   text CHECK (filter_column ~ '^[a-z_][a-z0-9_]*$'),
+    filter_value    text,
+    watched_columns text[],
+    events          text[] NOT NULL DEFAULT '{insert,update,delete}'
+                    CHECK (events <@ '{insert,update,delete}' AND cardinality(events) > 0),
+    PRIMARY KEY (channel, source_table, key_column),
+    CHECK ((filter_column IS NULL) = (filter_value IS NULL))
+);
+
+-- Poison keys. A key whose refresh raises an error (bad data, a constraint
+-- the new row violates) must not hold back the other keys of its batch nor
+-- its channel. rollupd refreshes every batch through rollupd.refresh_keys():
+-- one call of the channel's refresh function when it succeeds; when it
+-- raises, the batch is split in halves, each refreshed in its own
+-- subtransaction, down to the single keys that fail. Those are kept here
+-- with their error, skipped by later batches and retried by
+-- rollupd.poison_retry() with backoff until they succeed. Nothing is lost: a
+-- poison key leaves the queue (or the batch) only in the transaction that
+-- records it here.
+--
+-- Errors that say nothing about the keys are not isolated: the whole call
+-- fails and rollupd retries the batch later. That is every SQLSTATE of class
+-- 08 (connection), 40 (serialization failure, deadlock), 53 (resources), 55
+-- (lock not available, object in use), 57 (cancelled: statement_timeout,
+-- shutdown), 58 (system) and XX (internal), and a batch in which more than
+-- 8 keys fail while none succeeds: a broken refresh function, not poison.
+CREATE TABLE IF NOT EXISTS rollupd.poison (
+    channel         text NOT NULL REFERENCES rollupd.channel (channel) ON DELETE CASCADE,
+    key             text NOT NULL,
+    attempts        integer NOT NULL DEFAULT 1,
+    error           text NOT NULL,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    last_failed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel, key)
+);
+
+-- Queue mode. The dirty keys of every queue-mode channel, one partition per
+-- channel (named by rollupd.queue_partition(), logged or unlogged). Writers
+-- insert with ON CONFLICT DO NOTHING, so a key waits once however often it
+-- changes; rollupd claims keys with DELETE ... RETURNING under FOR UPDATE
+-- SKIP LOCKED in the transaction that refreshes them, so a failed refresh
+-- loses nothing.
+CREATE TABLE IF NOT EXISTS rollupd.queue (
+    channel     text NOT NULL,
+    key         text NOT NULL,
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel, key)
+) PARTITION BY LIST (channel);
+
+-- The doorbell: while armed, the first writer disarms it and sends the one
+-- NOTIFY of this drain cycle (a constant payload); later writers send none.
+-- rollupd re-arms it when it has drained the queue.
+CREATE TABLE IF NOT EXISTS rollupd.doorbell (
+    channel text PRIMARY KEY REFERENCES rollupd.channel (channel) ON DELETE CASCADE,
+    armed   boolean NOT NULL DEFAULT false
+);
+
+-- PostgreSQL empties unlogged tables after a crash. A channel whose queue
+-- partition is unlogged has a row here; when the row is gone, keys queued
+-- before the crash may be gone too, and rollupd reconciles the rollup.
+CREATE UNLOGGED TABLE IF NOT EXISTS rollupd.queue_sentinel (
+    channel text PRIMARY KEY
+);
+
+-- ==== Internal functions ====
+
+-- The one naming rule of a channel's queue partition (in schema rollupd).
+CREATE OR REPLACE FUNCTION rollupd.queue_partition(p_channel text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 'queue_' || p_channel $$;
+
+-- A function or table name from the catalog, checked before it is put into
+-- SQL text: [a-z_][a-z0-9_]*, optionally schema-qualified.
+CREATE OR REPLACE FUNCTION rollupd.checked_name(name text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF name !~ '^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$' THEN
+        RAISE EXCEPTION 'rollupd: invalid name in the catalog: %', name;
+    END IF;
+    RETURN name;
+END
+$$;
+
+-- Writers hold this lock (shared) from the moment they queue a key until
+-- they commit; rollupd re-arms the doorbell only when it can take it
+-- exclusively at once, that is when no writer is between its check of the
+-- doorbell and its commit. Then a writer that saw the doorbell disarmed has
+-- committed, and rollupd's next look at the queue sees its keys; a writer
+-- that comes later sees the doorbell armed and rings. Nobody waits for it.
+CREATE OR REPLACE FUNCTION rollupd.queue_lock_id(channel text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT (hashtext('rollupd.queue')::bigint << 32) | (hashtext(channel)::bigint & 4294967295) $$;
 
 -- Send keys on a channel as comma-separated payloads, each under PostgreSQL's
 -- 8000-byte payload limit; NULL keys are skipped. Returns the notifications sent.
@@ -58,37 +220,11 @@ BEGIN
 END
 $$;
 
--- ---- Poison keys ----
--- A key whose refresh raises an error (bad data, a constraint the new row
--- violates) must not hold back the other keys of its batch nor its channel.
--- rollupd refreshes every batch through rollupd.refresh_keys(): one call of
--- the channel's refresh function when it succeeds; when it raises, the batch
--- is split in halves, each refreshed in its own subtransaction, down to the
--- single keys that fail. Those are kept here with their error, skipped by
--- later batches and retried by rollupd.poison_retry() with backoff until they
--- succeed. Nothing is lost: a poison key leaves the queue (or the batch) only
--- in the transaction that records it here.
---
--- Errors that say nothing about the keys are not isolated: the whole call
--- fails and rollupd retries the batch later. That is every SQLSTATE of class
--- 08 (connection), 40 (serialization failure, deadlock), 53 (resources), 55
--- (lock not available, object in use), 57 (cancelled: statement_timeout,
--- shutdown), 58 (system) and XX (internal), and a batch in which more than
--- 8 keys fail while none succeeds: a broken refresh function, not poison.
-CREATE TABLE IF NOT EXISTS rollupd.poison (
-    channel         text NOT NULL REFERENCES rollupd.channel (channel) ON DELETE CASCADE,
-    key             text NOT NULL,
-    attempts        integer NOT NULL DEFAULT 1,
-    error           text NOT NULL,
-    first_failed_at timestamptz NOT NULL DEFAULT now(),
-    last_failed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (channel, key)
-);
-
--- One refresh of `keys`, splitting on failure (see above). The counters
--- accumulate over the recursion; `retrying` is set by poison_retry (its keys
--- are all in rollupd.poison: refreshed ranges leave it, and a failing one
--- never aborts the call, or the same keys would be due again at once).
+-- One refresh of `keys`, splitting on failure (see rollupd.poison). The
+-- counters accumulate over the recursion; `retrying` is set by poison_retry
+-- (its keys are all in rollupd.poison: refreshed ranges leave it, and a
+-- failing one never aborts the call, or the same keys would be due again at
+-- once).
 CREATE OR REPLACE FUNCTION rollupd.refresh_isolating(p_channel text, refresh_sql text, sort_sql text, keys text[],
                                                      retrying boolean, INOUT written bigint,
                                                      INOUT poisoned integer, INOUT succeeded integer,
@@ -142,6 +278,7 @@ BEGIN
 END
 $$;
 
+-- The statements that refresh a channel's keys and sort them in key order.
 CREATE OR REPLACE FUNCTION rollupd.refresh_statements(p_channel text, OUT refresh_sql text, OUT sort_sql text)
 LANGUAGE plpgsql STABLE
 AS $$
@@ -153,17 +290,45 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'rollupd: unknown channel %', p_channel;
     END IF;
-    IF fn !~ '^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$' THEN
-        RAISE EXCEPTION 'rollupd: invalid refresh function name %', fn;
-    END IF;
-    refresh_sql := format('SELECT %s($1::%s[])', fn, key_type);
+    refresh_sql := format('SELECT %s($1::%s[])', rollupd.checked_name(fn), key_type);
     sort_sql := format('SELECT array_agg(k ORDER BY k::%s) FROM unnest($1::text[]) k', key_type);
 END
 $$;
 
--- What rollupd calls for a batch of a channel's keys: the refresh, with
--- poison keys isolated. Keys already in rollupd.poison are left to
--- poison_retry. `detail` lists (up to 10) newly failed keys with their error.
+-- The keys a walk of `p_rollup` covers next, after `after` (NULL: from the
+-- start), in key order: keys of the key space and of the derived rows.
+CREATE OR REPLACE FUNCTION rollupd.next_keys(p_rollup text, after text, max_keys integer)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    r rollupd.rollup;
+    cond text;
+    keys text[];
+BEGIN
+    SELECT * INTO r FROM rollupd.rollup WHERE name = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollupd: no rollup named %', p_rollup;
+    END IF;
+    cond := CASE WHEN after IS NULL THEN 'true' ELSE format('%%s > $1::%s', r.key_type) END;
+    EXECUTE format(
+        'SELECT array_agg(k::text ORDER BY k) FROM ('
+        '  SELECT k FROM ((SELECT s.k FROM (%s) AS s (k) WHERE %s ORDER BY 1 LIMIT $2)'
+        '                 UNION'
+        '                 (SELECT d.%I FROM %s d WHERE %s ORDER BY 1 LIMIT $2)) AS u'
+        '   ORDER BY k LIMIT $2) AS t',
+        r.key_space, format(cond, 's.k'), r.derived_columns[1], rollupd.checked_name(r.derived_table),
+        format(cond, 'd.' || quote_ident(r.derived_columns[1])))
+      INTO keys USING after, max_keys;
+    RETURN keys;
+END
+$$;
+
+-- ==== Public functions: what rollupd calls ====
+
+-- A batch of a channel's keys: the refresh, with poison keys isolated. Keys
+-- already in rollupd.poison are left to poison_retry. `detail` lists (up to
+-- 10) newly failed keys with their error.
 CREATE OR REPLACE FUNCTION rollupd.refresh_keys(p_channel text, p_keys text[],
                                                 OUT written bigint, OUT poisoned integer, OUT detail text)
 LANGUAGE plpgsql
@@ -245,77 +410,108 @@ BEGIN
 END
 $$;
 
--- ---- Delivery ----
--- A channel is in notify mode (the trigger's keys travel in NOTIFY payloads)
--- or in queue mode (they go to a dirty-key table; see below).
--- rollupd.set_delivery() switches it.
-ALTER TABLE rollupd.channel ADD COLUMN IF NOT EXISTS delivery text NOT NULL DEFAULT 'notify';
-DO $$
+-- One chunk of a reconcile walk: repair the keys after `after`; one short
+-- transaction per call. `last_key` is NULL when the walk is done, and then
+-- the rollup's last_reconciled_at is set. The first call on an empty derived
+-- table builds it with the rollup's build_fn, when it has one.
+CREATE OR REPLACE FUNCTION rollupd.reconcile_chunk(p_rollup text, after text, max_keys integer,
+                                                   OUT last_key text, OUT fixed bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r rollupd.rollup;
+    keys text[];
+    empty boolean;
 BEGIN
-    ALTER TABLE rollupd.channel ADD CONSTRAINT channel_delivery_check CHECK (delivery IN ('notify', 'queue'));
-EXCEPTION WHEN duplicate_object THEN NULL;
+    SELECT * INTO r FROM rollupd.rollup WHERE name = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollupd: no rollup named %', p_rollup;
+    END IF;
+    IF after IS NULL AND r.build_fn IS NOT NULL THEN
+        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rollupd.checked_name(r.derived_table)) INTO empty;
+        IF empty THEN
+            EXECUTE format('SELECT %s()', rollupd.checked_name(r.build_fn)) INTO fixed;
+            last_key := NULL;
+            UPDATE rollupd.rollup SET last_reconciled_at = now() WHERE name = p_rollup;
+            RETURN;
+        END IF;
+    END IF;
+    keys := rollupd.next_keys(p_rollup, after, max_keys);
+    IF keys IS NULL THEN
+        last_key := NULL;
+        fixed := 0;
+        UPDATE rollupd.rollup SET last_reconciled_at = now() WHERE name = p_rollup;
+        RETURN;
+    END IF;
+    last_key := keys[cardinality(keys)];
+    EXECUTE format('SELECT %s($1::%s[])', rollupd.checked_name(r.refresh_fn), r.key_type) INTO fixed USING keys;
 END
 $$;
 
--- Queue mode. The dirty keys of every queue-mode channel, one partition per
--- channel (rollupd.queue_<channel>, logged or unlogged). Writers insert with
--- ON CONFLICT DO NOTHING, so a key waits once however often it changes;
--- rollupd claims keys with DELETE ... RETURNING under FOR UPDATE SKIP LOCKED
--- in the transaction that refreshes them, so a failed refresh loses nothing.
-CREATE TABLE IF NOT EXISTS rollupd.queue (
-    channel     text NOT NULL,
-    key         text NOT NULL,
-    enqueued_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (channel, key)
-) PARTITION BY LIST (channel);
+-- One chunk of a verify walk: the same keys, read-only. A key mismatches
+-- when its derived rows differ in any way from what compute_fn says they
+-- must be (missing, extra or different rows).
+CREATE OR REPLACE FUNCTION rollupd.verify_chunk(p_rollup text, after text, max_keys integer,
+                                                OUT last_key text, OUT mismatched text[])
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    r rollupd.rollup;
+    keys text[];
+    cols text;
+BEGIN
+    SELECT * INTO r FROM rollupd.rollup WHERE name = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rollupd: no rollup named %', p_rollup;
+    END IF;
+    keys := rollupd.next_keys(p_rollup, after, max_keys);
+    IF keys IS NULL THEN
+        last_key := NULL;
+        mismatched := '{}';
+        RETURN;
+    END IF;
+    last_key := keys[cardinality(keys)];
+    SELECT string_agg(format('d.%I', c), ', ' ORDER BY i) INTO cols
+      FROM unnest(r.derived_columns) WITH ORDINALITY AS x (c, i);
+    EXECUTE format(
+        'WITH c AS MATERIALIZED (SELECT * FROM %s($1::%s[])),'
+        '     d AS MATERIALIZED (SELECT %s FROM %s d WHERE d.%I = ANY ($1::%s[]))'
+        ' SELECT coalesce(array_agg(t.k::text ORDER BY t.k), ''{}'') FROM (SELECT DISTINCT x.k'
+        '   FROM ((SELECT * FROM c EXCEPT SELECT * FROM d) UNION ALL (SELECT * FROM d EXCEPT SELECT * FROM c)) AS x (k)) t',
+        rollupd.checked_name(r.compute_fn), r.key_type, cols, rollupd.checked_name(r.derived_table),
+        r.derived_columns[1], r.key_type)
+      INTO mismatched USING keys;
+END
+$$;
 
--- The doorbell: while armed, the first writer disarms it and sends the one
--- NOTIFY of this drain cycle (a constant payload); later writers send none.
--- rollupd re-arms it when it has drained the queue.
-CREATE TABLE IF NOT EXISTS rollupd.doorbell (
-    channel text PRIMARY KEY REFERENCES rollupd.channel (channel) ON DELETE CASCADE,
-    armed   boolean NOT NULL DEFAULT false
-);
-
--- PostgreSQL empties unlogged tables after a crash. A channel whose queue
--- partition is unlogged has a row here; when the row is gone, keys queued
--- before the crash may be gone too, and rollupd reconciles the rollup.
-CREATE UNLOGGED TABLE IF NOT EXISTS rollupd.queue_sentinel (
-    channel text PRIMARY KEY
-);
-
--- Writers hold this lock (shared) from the moment they queue a key until
--- they commit; rollupd re-arms the doorbell only when it can take it
--- exclusively at once, that is when no writer is between its check of the
--- doorbell and its commit. Then a writer that saw the doorbell disarmed has
--- committed, and rollupd's next look at the queue sees its keys; a writer
--- that comes later sees the doorbell armed and rings. Nobody waits for it.
-CREATE OR REPLACE FUNCTION rollupd.queue_lock_id(channel text)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE
-AS $$ SELECT (hashtext('rollupd.queue')::bigint << 32) | (hashtext(channel)::bigint & 4294967295) $$;
-
--- Switch a channel's delivery: 'notify', or 'queue' with a 'logged' (the
--- default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured a
--- few points faster for writers (BENCHMARKS.md), but a crash empties it,
--- which costs a full reconcile. Leaving queue mode refuses while
--- keys are still queued (let rollupd drain them first).
+-- Queue mode: what the writers' light triggers call (through signal_keys).
+-- Switch a channel's delivery: 'notify', 'wal', or 'queue' with a 'logged'
+-- (the default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured
+-- a few points faster for writers (BENCHMARKS.md), but a crash empties it,
+-- which costs a full reconcile. Leaving queue mode refuses while keys are
+-- still queued (let rollupd drain them first). The light triggers follow:
+-- a channel in wal mode has none.
 CREATE OR REPLACE FUNCTION rollupd.set_delivery(p_channel text, p_delivery text, p_table text DEFAULT 'logged')
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    part text := 'queue_' || p_channel;
+    part text := rollupd.queue_partition(p_channel);
     persistence "char";
     queued bigint;
+    t text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel) THEN
         RAISE EXCEPTION 'rollupd: no channel named %', p_channel;
     END IF;
+    IF p_delivery NOT IN ('notify', 'queue', 'wal') OR p_table NOT IN ('logged', 'unlogged') THEN
+        RAISE EXCEPTION 'rollupd: delivery is notify, wal, or queue with a logged or unlogged table (got %, %)',
+            p_delivery, p_table;
+    END IF;
     SELECT c.relpersistence INTO persistence
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'rollupd' AND c.relname = part;
-    IF p_delivery = 'notify' THEN
+    IF p_delivery <> 'queue' THEN
         IF persistence IS NOT NULL THEN
             EXECUTE format('SELECT count(*) FROM rollupd.%I', part) INTO queued;
             IF queued > 0 THEN
@@ -326,31 +522,29 @@ BEGIN
         END IF;
         DELETE FROM rollupd.doorbell WHERE channel = p_channel;
         DELETE FROM rollupd.queue_sentinel WHERE channel = p_channel;
-        UPDATE rollupd.channel SET delivery = 'notify' WHERE channel = p_channel;
-        RETURN;
-    END IF;
-    IF p_delivery <> 'queue' OR p_table NOT IN ('logged', 'unlogged') THEN
-        RAISE EXCEPTION 'rollupd: delivery is notify, or queue with a logged or unlogged table (got %, %)',
-            p_delivery, p_table;
-    END IF;
-    IF persistence IS NULL THEN
-        EXECUTE format('CREATE %s TABLE rollupd.%I PARTITION OF rollupd.queue FOR VALUES IN (%L)',
-                       CASE WHEN p_table = 'unlogged' THEN 'UNLOGGED' ELSE '' END, part, p_channel);
-    ELSIF persistence = 'u' AND p_table = 'logged' THEN
-        EXECUTE format('ALTER TABLE rollupd.%I SET LOGGED', part);
-    ELSIF persistence = 'p' AND p_table = 'unlogged' THEN
-        EXECUTE format('ALTER TABLE rollupd.%I SET UNLOGGED', part);
-    END IF;
-    -- Low-latency churn: vacuum the queue often.
-    EXECUTE format('ALTER TABLE rollupd.%I SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,'
-                   ' autovacuum_vacuum_cost_delay = 0)', part);
-    INSERT INTO rollupd.doorbell (channel, armed) VALUES (p_channel, false) ON CONFLICT (channel) DO NOTHING;
-    IF p_table = 'unlogged' THEN
-        INSERT INTO rollupd.queue_sentinel VALUES (p_channel) ON CONFLICT DO NOTHING;
     ELSE
-        DELETE FROM rollupd.queue_sentinel WHERE channel = p_channel;
+        IF persistence IS NULL THEN
+            EXECUTE format('CREATE %s TABLE rollupd.%I PARTITION OF rollupd.queue FOR VALUES IN (%L)',
+                           CASE WHEN p_table = 'unlogged' THEN 'UNLOGGED' ELSE '' END, part, p_channel);
+        ELSIF persistence = 'u' AND p_table = 'logged' THEN
+            EXECUTE format('ALTER TABLE rollupd.%I SET LOGGED', part);
+        ELSIF persistence = 'p' AND p_table = 'unlogged' THEN
+            EXECUTE format('ALTER TABLE rollupd.%I SET UNLOGGED', part);
+        END IF;
+        -- Low-latency churn: vacuum the queue often.
+        EXECUTE format('ALTER TABLE rollupd.%I SET (autovacuum_vacuum_scale_factor = 0,'
+                       ' autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0)', part);
+        INSERT INTO rollupd.doorbell (channel, armed) VALUES (p_channel, false) ON CONFLICT (channel) DO NOTHING;
+        IF p_table = 'unlogged' THEN
+            INSERT INTO rollupd.queue_sentinel VALUES (p_channel) ON CONFLICT DO NOTHING;
+        ELSE
+            DELETE FROM rollupd.queue_sentinel WHERE channel = p_channel;
+        END IF;
     END IF;
-    UPDATE rollupd.channel SET delivery = 'queue' WHERE channel = p_channel;
+    UPDATE rollupd.channel SET delivery = p_delivery WHERE channel = p_channel;
+    FOR t IN SELECT DISTINCT k.source_table FROM rollupd.capture k WHERE k.channel = p_channel LOOP
+        PERFORM rollupd.capture_sync(t);
+    END LOOP;
 END
 $$;
 
@@ -404,13 +598,12 @@ $$;
 -- them, in this one transaction, isolating poison keys as
 -- rollupd.refresh_keys() does. `truncated` is true when the channel's
 -- unlogged queue was emptied by a crash (the sentinel row is gone; it is put
--- back here): the rollup needs a full reconcile.
-DROP FUNCTION IF EXISTS rollupd.queue_drain(text, integer);
--- `wait_buckets` counts how long the claimed keys waited in the queue (from
--- the writer's transaction to this claim) in the buckets of rollupd's
--- histogram: [0, 5 ms), [5 ms, 10 ms), ... [10 s, inf); `wait_sum` is the
--- total in seconds.
-CREATE OR REPLACE FUNCTION rollupd.queue_drain(p_channel text, max_keys integer,
+-- back here): the rollup needs a full reconcile. `wait_buckets` counts how
+-- long the claimed keys waited in the queue (from the writer's transaction
+-- to this claim) in the buckets rollupd passes as `bounds` (its histogram's
+-- upper bounds, in seconds; the last bucket is past the last bound);
+-- `wait_sum` is the total in seconds.
+CREATE OR REPLACE FUNCTION rollupd.queue_drain(p_channel text, max_keys integer, bounds double precision[],
                                                OUT taken integer, OUT written bigint, OUT truncated boolean,
                                                OUT poisoned integer, OUT detail text,
                                                OUT wait_buckets integer[], OUT wait_sum double precision)
@@ -425,7 +618,8 @@ BEGIN
     END IF;
     truncated := false;
     IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'rollupd' AND c.relname = 'queue_' || p_channel AND c.relpersistence = 'u')
+                WHERE n.nspname = 'rollupd' AND c.relname = rollupd.queue_partition(p_channel)
+                  AND c.relpersistence = 'u')
        AND NOT EXISTS (SELECT 1 FROM rollupd.queue_sentinel s WHERE s.channel = p_channel) THEN
         INSERT INTO rollupd.queue_sentinel VALUES (p_channel) ON CONFLICT DO NOTHING;
         truncated := true;
@@ -442,9 +636,8 @@ BEGIN
     taken := coalesce(cardinality(keys), 0);
     SELECT array_agg(coalesce(x.n, 0)::integer ORDER BY i), coalesce(sum(x.total), 0)
       INTO wait_buckets, wait_sum
-      FROM generate_series(0, 11) i
-      LEFT JOIN (SELECT width_bucket(w, ARRAY[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]::double precision[]) b,
-                        count(*) n, sum(w) total
+      FROM generate_series(0, cardinality(bounds)) i
+      LEFT JOIN (SELECT width_bucket(w, bounds) b, count(*) n, sum(w) total
                    FROM unnest(waits) w GROUP BY 1) x ON x.b = i;
     SELECT r.written, r.poisoned, r.detail INTO written, poisoned, detail
       FROM rollupd.refresh_keys(p_channel, keys) r;
@@ -472,4 +665,213 @@ LANGUAGE sql STABLE
 AS $$
     SELECT count(*), coalesce(extract(epoch FROM now() - min(q.enqueued_at)) * 1000, 0)
       FROM rollupd.queue q WHERE q.channel = p_channel
+$$;
+
+-- ==== Registration: what a rollup's install.sql calls ====
+
+-- Register (or update) a rollup. See rollupd.rollup for the arguments. Its
+-- capture rows are declared again after it (a re-install may have changed
+-- them): the old ones go.
+CREATE OR REPLACE FUNCTION rollupd.register_rollup(p_name text, p_key_type text, p_derived_table text,
+                                                   p_derived_columns text[], p_compute_fn text, p_refresh_fn text,
+                                                   p_key_space text, p_source_tables text[],
+                                                   p_build_fn text DEFAULT NULL, p_description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM rollupd.checked_name(p_derived_table), rollupd.checked_name(p_compute_fn),
+            rollupd.checked_name(p_refresh_fn), rollupd.checked_name(coalesce(p_build_fn, 'none'));
+    INSERT INTO rollupd.rollup AS r (name, key_type, derived_table, derived_columns, compute_fn, refresh_fn,
+                                     key_space, build_fn, source_tables, description)
+    VALUES (p_name, p_key_type, p_derived_table, p_derived_columns, p_compute_fn, p_refresh_fn, p_key_space,
+            p_build_fn, p_source_tables, p_description)
+    ON CONFLICT (name) DO UPDATE
+        SET key_type = excluded.key_type, derived_table = excluded.derived_table,
+            derived_columns = excluded.derived_columns, compute_fn = excluded.compute_fn,
+            refresh_fn = excluded.refresh_fn, key_space = excluded.key_space, build_fn = excluded.build_fn,
+            source_tables = excluded.source_tables, description = excluded.description;
+    DELETE FROM rollupd.capture k USING rollupd.channel c WHERE c.channel = k.channel AND c.rollup = p_name;
+END
+$$;
+
+-- Register (or update) a channel of a rollup; a new one starts in notify mode.
+CREATE OR REPLACE FUNCTION rollupd.register_channel(p_channel text, p_rollup text, p_key_type text,
+                                                    p_refresh_fn text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM rollupd.checked_name(p_refresh_fn);
+    INSERT INTO rollupd.channel AS c (channel, rollup, key_type, refresh_fn)
+    VALUES (p_channel, p_rollup, p_key_type, p_refresh_fn)
+    ON CONFLICT (channel) DO UPDATE
+        SET rollup = excluded.rollup, key_type = excluded.key_type, refresh_fn = excluded.refresh_fn;
+END
+$$;
+
+-- Declare which changes of `p_table` give keys of `p_channel` (see
+-- rollupd.capture). The light triggers follow at rollupd.capture_sync().
+CREATE OR REPLACE FUNCTION rollupd.register_capture(p_channel text, p_table text, p_key_column text,
+                                                    p_watched_columns text[] DEFAULT NULL,
+                                                    p_filter_column text DEFAULT NULL,
+                                                    p_filter_value text DEFAULT NULL,
+                                                    p_events text[] DEFAULT '{insert,update,delete}')
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    c text;
+BEGIN
+    PERFORM rollupd.checked_name(p_table);
+    FOREACH c IN ARRAY array_remove(p_watched_columns || p_key_column || p_filter_column, NULL) LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = p_table::regclass AND a.attname = c AND a.attnum > 0
+                          AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'rollupd: table % has no column % (capture of channel %)', p_table, c, p_channel;
+        END IF;
+    END LOOP;
+    INSERT INTO rollupd.capture AS k (channel, source_table, key_column, filter_column, filter_value,
+                                      watched_columns, events)
+    VALUES (p_channel, p_table, p_key_column, p_filter_column, p_filter_value, p_watched_columns, p_events)
+    ON CONFLICT (channel, source_table, key_column) DO UPDATE
+        SET filter_column = excluded.filter_column, filter_value = excluded.filter_value,
+            watched_columns = excluded.watched_columns, events = excluded.events;
+END
+$$;
+
+-- Remove a rollup's catalog rows, queue partitions and light triggers (its
+-- uninstall.sql then drops its own objects).
+CREATE OR REPLACE FUNCTION rollupd.unregister_rollup(p_rollup text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ch text;
+    tables text[];
+    t text;
+BEGIN
+    SELECT array_agg(DISTINCT k.source_table) INTO tables
+      FROM rollupd.capture k JOIN rollupd.channel c ON c.channel = k.channel WHERE c.rollup = p_rollup;
+    FOR ch IN SELECT c.channel FROM rollupd.channel c WHERE c.rollup = p_rollup LOOP
+        EXECUTE format('DROP TABLE IF EXISTS rollupd.%I', rollupd.queue_partition(ch));
+        DELETE FROM rollupd.queue_sentinel WHERE channel = ch;
+    END LOOP;
+    DELETE FROM rollupd.rollup WHERE name = p_rollup;
+    FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
+        PERFORM rollupd.capture_sync(t);
+    END LOOP;
+END
+$$;
+
+-- ==== Light triggers, made from the capture declarations ====
+
+-- The keys of one capture row from a transition table `rel` (new_rows or
+-- old_rows) aliased `alias`: "alias.key::text", with the filter applied.
+CREATE OR REPLACE FUNCTION rollupd.capture_key_sql(k rollupd.capture, alias text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN k.filter_column IS NULL THEN format('%s.%I::text', alias, k.key_column)
+                ELSE format('CASE WHEN %s.%I::text = %L THEN %s.%I::text END',
+                            alias, k.filter_column, k.filter_value, alias, k.key_column) END
+$$;
+
+-- The statements of a trigger function for one event of one table: per
+-- capture row, the changed keys from the transition tables, signalled on the
+-- row's channel. An UPDATE pairs old and new rows by the primary key (a
+-- table without one: every old and new row counts as changed) and gives the
+-- old and the new row's key when a watched column changed.
+CREATE OR REPLACE FUNCTION rollupd.capture_event_sql(p_table regclass, p_event text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    k rollupd.capture;
+    pk text[];
+    watched text[];
+    body text := '';
+    keys text;
+    same_row text;
+BEGIN
+    SELECT array_agg(a.attname::text ORDER BY x.i) INTO pk
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS x (attnum, i)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum
+     WHERE i.indrelid = p_table AND i.indisprimary;
+    FOR k IN SELECT c.* FROM rollupd.capture c JOIN rollupd.channel ch ON ch.channel = c.channel
+              WHERE c.source_table::regclass = p_table AND p_event = ANY (c.events) AND ch.delivery <> 'wal'
+              ORDER BY c.channel, c.key_column LOOP
+        IF p_event = 'insert' THEN
+            keys := format('SELECT DISTINCT %s FROM new_rows n', rollupd.capture_key_sql(k, 'n'));
+        ELSIF p_event = 'delete' THEN
+            keys := format('SELECT DISTINCT %s FROM old_rows o', rollupd.capture_key_sql(k, 'o'));
+        ELSIF pk IS NULL THEN
+            keys := format('SELECT %s FROM old_rows o UNION SELECT %s FROM new_rows n',
+                           rollupd.capture_key_sql(k, 'o'), rollupd.capture_key_sql(k, 'n'));
+        ELSE
+            SELECT string_agg(format('n.%1$I = o.%1$I', c), ' AND ') INTO same_row FROM unnest(pk) c;
+            watched := array_remove(k.watched_columns || k.key_column || k.filter_column, NULL);
+            keys := format(
+                'SELECT x.k FROM old_rows o JOIN new_rows n ON %1$s'
+                ' CROSS JOIN LATERAL (VALUES (%2$s), (%3$s)) AS x (k) WHERE %4$s'
+                ' UNION SELECT %2$s FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE %1$s)'
+                ' UNION SELECT %3$s FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE %1$s)',
+                same_row, rollupd.capture_key_sql(k, 'o'), rollupd.capture_key_sql(k, 'n'),
+                CASE WHEN k.watched_columns IS NULL THEN 'o IS DISTINCT FROM n'
+                     ELSE (SELECT format('(%s) IS DISTINCT FROM (%s)',
+                                         string_agg(format('o.%I', c), ', ' ORDER BY i),
+                                         string_agg(format('n.%I', c), ', ' ORDER BY i))
+                             FROM (SELECT c, min(i) AS i FROM unnest(watched) WITH ORDINALITY AS u (c, i)
+                                    GROUP BY c) w) END);
+        END IF;
+        -- (A filter gives NULL for the rows it leaves out.)
+        body := body || format(E'        PERFORM rollupd.signal_keys(%L, %s);\n', k.channel,
+                               CASE WHEN k.filter_column IS NULL THEN format('ARRAY(%s)', keys)
+                                    ELSE format('array_remove(ARRAY(%s), NULL)', keys) END);
+    END LOOP;
+    RETURN body;
+END
+$$;
+
+-- Make the light triggers of one source table match its capture rows: one
+-- statement-level trigger per event with transition tables, one generated
+-- function holding the statements. A table with no capture row left in
+-- notify or queue mode gets none (WAL mode needs no trigger).
+CREATE OR REPLACE FUNCTION rollupd.capture_sync(p_table text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rel regclass := p_table::regclass;
+    fn text;
+    ev text;
+    body text;
+    branches text := '';
+BEGIN
+    SELECT left(format('capture_%s_%s', n.nspname, c.relname), 63) INTO fn
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    FOREACH ev IN ARRAY '{insert,update,delete}'::text[] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'rollupd_capture_' || ev, rel);
+        body := rollupd.capture_event_sql(rel, ev);
+        CONTINUE WHEN body = '';
+        branches := branches || format(E'    %s TG_OP = %L THEN\n%s',
+                                       CASE WHEN branches = '' THEN 'IF' ELSE 'ELSIF' END, upper(ev), body);
+    END LOOP;
+    IF branches = '' THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS rollupd.%I()', fn);
+        RETURN;
+    END IF;
+    EXECUTE format(E'CREATE OR REPLACE FUNCTION rollupd.%I() RETURNS trigger LANGUAGE plpgsql AS $body$\n' ||
+                   E'-- Made by rollupd.capture_sync(%L) from rollupd.capture: do not edit.\n' ||
+                   E'BEGIN\n%s    END IF;\n    RETURN NULL;\nEND\n$body$', fn, p_table, branches);
+    FOREACH ev IN ARRAY '{insert,update,delete}'::text[] LOOP
+        CONTINUE WHEN rollupd.capture_event_sql(rel, ev) = '';
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION rollupd.%I()',
+                       'rollupd_capture_' || ev, upper(ev), rel,
+                       CASE ev WHEN 'insert' THEN 'NEW TABLE AS new_rows'
+                               WHEN 'delete' THEN 'OLD TABLE AS old_rows'
+                               ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END, fn);
+    END LOOP;
+END
 $$;

@@ -1,4 +1,4 @@
--- The Audius-shaped source tables eth_user_balances reads, as DESIGN.md gives
+-- The Audius-shaped source tables eth_user_balances reads, as docs/design.md gives
 -- them. Production databases already have these; tests and the demo create
 -- them with this file. Idempotent.
 

@@ -1,10 +1,12 @@
 -- first_delegation: for each stake address and pool, the address's earliest
--- delegation to that pool, kept fresh by rollupd (notify mode), so that
--- epoch_stake pages can be read in seniority order through an index. Run on a
--- cardano-db-sync database (stake_address, pool_hash, block, tx, delegation,
--- epoch_stake):
---     psql -v ON_ERROR_STOP=1 -f sql/first_delegation/install.sql
--- then let rollupd build the table (its start-up reconcile does), or run
+-- delegation to that pool, kept fresh by rollupd, so that epoch_stake pages
+-- can be read in seniority order through an index. Run on a cardano-db-sync
+-- database (stake_address, pool_hash, block, tx, delegation, epoch_stake), as
+-- the owner of its tables:
+--     psql -d DB -v ON_ERROR_STOP=1 -f sql/first_delegation/install.sql
+--     (-v delivery=notify|queue|wal: see sql/common/epilogue.sql)
+-- then let rollupd build the table (its start-up reconcile does in notify
+-- mode), or run
 --     rollupd -c rollupd.conf --reconcile first_delegation
 -- Idempotent: re-running replaces the functions and triggers in place.
 -- One transaction. If delegation has no index leading with addr_id (db-sync
@@ -12,12 +14,8 @@
 -- delegation while it builds: create it CONCURRENTLY beforehand on a live
 -- database.
 
-\set ON_ERROR_STOP 1
-BEGIN;
--- Quiet: "... does not exist, skipping" from the IF [NOT] EXISTS clauses is not news.
-SET LOCAL client_min_messages = warning;
-
-\ir ../common/rollupd.sql
+\set rollup_name first_delegation
+\ir ../common/prologue.sql
 
 -- The derived table. Seniority order is (slot_no, block_index, cert_index):
 -- chain-derived, the same on every replica (delegation and tx ids are not).
@@ -132,144 +130,41 @@ BEGIN
 END
 $$;
 
--- The key space walked by reconcile and verify: addresses with a delegation
--- row, and addresses with derived rows (which may be leftovers), after
--- `after`, in order.
-CREATE OR REPLACE FUNCTION rollupd.first_delegation_next_keys(after bigint, max_keys integer)
-RETURNS bigint[]
-LANGUAGE sql STABLE
-AS $$
-    SELECT array_agg(k ORDER BY k)
-      FROM (SELECT k
-              FROM ((SELECT DISTINCT d.addr_id AS k
-                       FROM delegation d
-                      WHERE d.addr_id > coalesce(after, -9223372036854775808)
-                      ORDER BY 1 LIMIT max_keys)
-                    UNION
-                    (SELECT DISTINCT f.addr_id
-                       FROM first_delegation f
-                      WHERE f.addr_id > coalesce(after, -9223372036854775808)
-                      ORDER BY 1 LIMIT max_keys)) AS s
-             ORDER BY k LIMIT max_keys) AS t
-$$;
-
--- reconcile: repair the next chunk of addresses after `after`; one short
--- transaction per call.
-CREATE OR REPLACE FUNCTION rollupd.first_delegation_reconcile(after bigint, max_keys integer,
-                                                              OUT last_key bigint, OUT fixed integer)
+-- The initial build: an empty table is filled in one set-based pass (a hash
+-- join and a sort), several times faster than chunks of index lookups; the
+-- first reconcile calls it. Under the lock, so a second build (another
+-- rollupd) finds the table filled and does nothing.
+CREATE OR REPLACE FUNCTION rollupd.first_delegation_build()
+RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    ids bigint[];
+    n bigint := 0;
 BEGIN
     PERFORM rollupd.first_delegation_lock();
-    -- The initial build: an empty table is filled in one set-based pass (a
-    -- hash join and a sort), several times faster than chunks of index
-    -- lookups. Later walks repair chunk by chunk.
-    IF after IS NULL AND NOT EXISTS (SELECT 1 FROM first_delegation) THEN
+    IF NOT EXISTS (SELECT 1 FROM first_delegation) THEN
         INSERT INTO first_delegation (addr_id, pool_hash_id, slot_no, block_index, cert_index, delegation_id)
         SELECT * FROM rollupd.first_delegation_source;
-        GET DIAGNOSTICS fixed = ROW_COUNT;
-        last_key := NULL;
-        RETURN;
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
-    ids := rollupd.first_delegation_next_keys(after, max_keys);
-    IF ids IS NULL THEN
-        last_key := NULL;
-        fixed := 0;
-        RETURN;
-    END IF;
-    last_key := ids[cardinality(ids)];
-    fixed := rollupd.first_delegation_apply(ids);
+    RETURN n;
 END
 $$;
 
--- verify: the same walk, read-only. Invariant: for every address, its
--- derived rows are exactly what first_delegation_compute gives.
-CREATE OR REPLACE FUNCTION rollupd.first_delegation_verify(after bigint, max_keys integer,
-                                                           OUT last_key bigint, OUT mismatched bigint[])
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    ids bigint[] := rollupd.first_delegation_next_keys(after, max_keys);
-BEGIN
-    IF ids IS NULL THEN
-        last_key := NULL;
-        mismatched := '{}';
-        RETURN;
-    END IF;
-    last_key := ids[cardinality(ids)];
-    SELECT coalesce(array_agg(DISTINCT coalesce(c.addr_id, f.addr_id) ORDER BY coalesce(c.addr_id, f.addr_id)), '{}')
-      INTO mismatched
-      FROM rollupd.first_delegation_compute(ids) AS c
-      FULL JOIN (SELECT * FROM first_delegation f WHERE f.addr_id = ANY (ids)) AS f
-        ON f.addr_id = c.addr_id AND f.pool_hash_id = c.pool_hash_id
-     WHERE (c.slot_no, c.block_index, c.cert_index, c.delegation_id)
-           IS DISTINCT FROM (f.slot_no, f.block_index, f.cert_index, f.delegation_id);
-END
-$$;
+-- Register with rollupd: the rollup, its channel, and what changes give its
+-- keys: db-sync inserts delegation rows as blocks arrive and deletes a
+-- suffix of them on a rollback; an UPDATE (a manual repair) is covered too.
+SELECT rollupd.register_rollup(
+    'first_delegation', 'bigint', 'first_delegation',
+    '{addr_id,pool_hash_id,slot_no,block_index,cert_index,delegation_id}',
+    'rollupd.first_delegation_compute', 'rollupd.first_delegation_refresh',
+    'SELECT DISTINCT d.addr_id FROM delegation d',
+    '{delegation,tx}',
+    p_build_fn => 'rollupd.first_delegation_build',
+    p_description => 'earliest delegation of each stake address to each pool');
+SELECT rollupd.register_channel('first_delegation_addr', 'first_delegation', 'bigint',
+                                'rollupd.first_delegation_refresh');
+SELECT rollupd.register_capture('first_delegation_addr', 'delegation', 'addr_id',
+                                '{addr_id,pool_hash_id,slot_no,tx_id,cert_index}');
 
--- Light triggers: one statement-level trigger per event, the addresses from
--- the transition tables, one notification per 7900 bytes of keys. db-sync
--- inserts delegation rows as blocks arrive and deletes a suffix of them on a
--- rollback; an UPDATE (a manual repair) is covered too.
-CREATE OR REPLACE FUNCTION rollupd.first_delegation_on_delegation()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM rollupd.signal_keys('first_delegation_addr',
-                                    ARRAY(SELECT DISTINCT n.addr_id::text FROM new_rows n));
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM rollupd.signal_keys('first_delegation_addr',
-                                    ARRAY(SELECT DISTINCT o.addr_id::text FROM old_rows o));
-    ELSE
-        PERFORM rollupd.signal_keys('first_delegation_addr', ARRAY(
-            SELECT x.addr_id::text
-              FROM old_rows o
-              JOIN new_rows n ON n.id = o.id
-             CROSS JOIN LATERAL (VALUES (o.addr_id), (n.addr_id)) AS x (addr_id)
-             WHERE (o.addr_id, o.pool_hash_id, o.slot_no, o.tx_id, o.cert_index)
-                   IS DISTINCT FROM (n.addr_id, n.pool_hash_id, n.slot_no, n.tx_id, n.cert_index)
-            UNION
-            SELECT o.addr_id::text FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.id = o.id)
-            UNION
-            SELECT n.addr_id::text FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.id = n.id)));
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-DROP TRIGGER IF EXISTS rollupd_fd_insert ON delegation;
-DROP TRIGGER IF EXISTS rollupd_fd_update ON delegation;
-DROP TRIGGER IF EXISTS rollupd_fd_delete ON delegation;
-CREATE TRIGGER rollupd_fd_insert AFTER INSERT ON delegation
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rollupd.first_delegation_on_delegation();
-CREATE TRIGGER rollupd_fd_update AFTER UPDATE ON delegation
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rollupd.first_delegation_on_delegation();
-CREATE TRIGGER rollupd_fd_delete AFTER DELETE ON delegation
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION rollupd.first_delegation_on_delegation();
-
--- Register with rollupd: what the daemon listens on and calls.
-INSERT INTO rollupd.rollup (name, key_type, reconcile_fn, verify_fn, description)
-VALUES ('first_delegation', 'bigint', 'rollupd.first_delegation_reconcile', 'rollupd.first_delegation_verify',
-        'earliest delegation of each stake address to each pool')
-ON CONFLICT (name) DO UPDATE
-    SET key_type = EXCLUDED.key_type, reconcile_fn = EXCLUDED.reconcile_fn,
-        verify_fn = EXCLUDED.verify_fn, description = EXCLUDED.description;
-UPDATE rollupd.rollup SET derived_table = 'first_delegation', source_tables = '{delegation,tx}' WHERE name = 'first_delegation';
-
-INSERT INTO rollupd.channel (channel, rollup, key_type, refresh_fn)
-VALUES ('first_delegation_addr', 'first_delegation', 'bigint', 'rollupd.first_delegation_refresh')
-ON CONFLICT (channel) DO UPDATE
-    SET rollup = EXCLUDED.rollup, key_type = EXCLUDED.key_type, refresh_fn = EXCLUDED.refresh_fn;
-
--- Delivery: notify, or queue with -v delivery=queue (see the included file).
-\set rollup_name first_delegation
-\ir ../common/delivery.sql
-
-COMMIT;
+\ir ../common/epilogue.sql

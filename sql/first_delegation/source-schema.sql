@@ -1,5 +1,5 @@
 -- The cardano-db-sync-shaped source tables first_delegation reads, as
--- DESIGN.md gives them, with db-sync's own indexes. Production databases
+-- docs/design.md gives them, with db-sync's own indexes. Production databases
 -- already have these; tests, the demo and the benchmark create them with this
 -- file. Idempotent. No foreign keys: db-sync has none.
 --

@@ -1,5 +1,5 @@
 /*
- * eth_user_balances through the running daemon: every change DESIGN.md lists
+ * eth_user_balances through the running daemon: every change docs/design.md lists
  * reaches the derived row, and the row is exactly the definition.
  */
 #include <stdlib.h>
@@ -271,7 +271,7 @@ START_TEST(test_install_is_idempotent_and_uninstall_removes_everything)
 	db_exec(conn, "INSERT INTO eth_wallet_balances (wallet, balance) VALUES ('0xaaa1', 100)");
 	ck_assert_int_eq(psql_file(db, "eth_user_balances/install.sql"), 0);
 	ck_assert_int_eq(psql_file(db, "eth_user_balances/install.sql"), 0);
-	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_eub_%%'");
+	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_capture_%%'");
 	ck_assert_str_eq(n, "9"); /* three events on three tables, not more */
 	free(n);
 	n = db_value(conn, "SELECT count(*) FROM rollupd.channel");
@@ -279,7 +279,7 @@ START_TEST(test_install_is_idempotent_and_uninstall_removes_everything)
 	free(n);
 
 	ck_assert_int_eq(psql_file(db, "eth_user_balances/uninstall.sql"), 0);
-	n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_eub_%%'");
+	n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_capture_%%'");
 	ck_assert_str_eq(n, "0");
 	free(n);
 	n = db_value(conn, "SELECT to_regclass('eth_user_balances')::text || to_regnamespace('rollupd')::text");

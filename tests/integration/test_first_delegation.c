@@ -447,12 +447,12 @@ START_TEST(test_install_is_idempotent_and_uninstall_complete)
 	db_exec(conn, "SELECT rollupd.first_delegation_refresh('{1}')");
 	ck_assert_int_eq(psql_file(db, "first_delegation/install.sql"), 0);
 	expect_rows(1, "10:1000:0:0:1"); /* a re-install keeps the cache */
-	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%'");
+	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_capture_%%'");
 	ck_assert_str_eq(n, "3");
 	free(n);
 
 	ck_assert_int_eq(psql_file(db, "first_delegation/uninstall.sql"), 0);
-	char *left = db_value(conn, "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_fd_%%')"
+	char *left = db_value(conn, "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_capture_%%')"
 	                            " + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'first_delegation%%')"
 	                            " + (SELECT count(*) FROM pg_class WHERE relname LIKE 'first_delegation%%')"
 	                            " + (SELECT count(*) FROM pg_namespace WHERE nspname = 'rollupd')");

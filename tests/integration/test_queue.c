@@ -1,5 +1,5 @@
 /*
- * Queue mode (DESIGN.md, "Delivery") with eth_user_balances: keys wait in
+ * Queue mode (docs/design.md, "Delivery") with eth_user_balances: keys wait in
  * rollupd.queue, the doorbell wakes rollupd, a failed refresh loses nothing,
  * two daemons share one queue, no key waits for the safety poll, and a crash
  * that empties the unlogged queue leads to a full reconcile.

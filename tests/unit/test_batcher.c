@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "batcher.h"
+#include "sqlname.h"
 #include "suites.h"
 
 static struct ev_loop *loop;
@@ -28,7 +29,7 @@ static void setup(void)
 	channels[1] = (struct catalog_channel){
 	    .name = "wallets", .rollup = "r", .key_type = KEY_TEXT, .refresh_sql = "SELECT g($1::text[])"};
 	cat = (struct catalog){.channels = channels, .n_channels = 2};
-	batcher_set_channels(b, &cat);
+	batcher_set_channels(b, &cat, DELIVERY_NOTIFY);
 }
 
 static void teardown(void)
@@ -39,7 +40,7 @@ static void teardown(void)
 
 static void add(const char *channel, const char *key)
 {
-	ck_assert_int_eq(batcher_add_key(b, batcher_find(b, channel), key, strlen(key)), 0);
+	ck_assert_int_eq(batcher_add_key(b, batcher_find(b, channel), key, strlen(key), 0), 0);
 }
 
 START_TEST(test_keys_wait_for_the_window)
@@ -64,8 +65,8 @@ START_TEST(test_pending_keys_stop_at_the_cap_and_count_the_dropped)
 		add("users", key);
 	}
 	/* Full: a new key is dropped (and counted), a pending one is not. */
-	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2), 1);
-	ck_assert_int_eq(batcher_add_key(b, ch, "3", 1), 0);
+	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2, 0), 1);
+	ck_assert_int_eq(batcher_add_key(b, ch, "3", 1, 0), 0);
 	ck_assert_uint_eq(ch->keys_overflowed, 1);
 	ck_assert_uint_eq(batcher_pending(b), 10);
 	/* The other channel has its own cap. */
@@ -73,7 +74,7 @@ START_TEST(test_pending_keys_stop_at_the_cap_and_count_the_dropped)
 	/* Taking a batch makes room again. */
 	struct batch *batch = batcher_take(b, ev_now(loop));
 	ck_assert_uint_eq(batch->n, 3);
-	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2), 0);
+	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2, 0), 0);
 	batcher_complete(b, batch, true, 3);
 }
 END_TEST
@@ -171,9 +172,30 @@ START_TEST(test_reload_keeps_pending_keys_of_kept_channels)
 	add("users", "1");
 	add("wallets", "w");
 	struct catalog only_users = {.channels = channels, .n_channels = 1};
-	ck_assert_uint_eq(batcher_set_channels(b, &only_users), 1);
+	ck_assert_uint_eq(batcher_set_channels(b, &only_users, DELIVERY_NOTIFY), 1);
 	ck_assert_ptr_null(batcher_find(b, "wallets"));
 	ck_assert_uint_eq(keyset_count(batcher_find(b, "users")->pending), 1);
+}
+END_TEST
+
+/* Tags travel with the keys, and a failed batch gives its keys back with the
+ * smaller of their tag and a newer one's (the WAL mode's oldest transaction
+ * that changed the key must stay unconfirmed until the key is refreshed). */
+START_TEST(test_failed_batch_keeps_the_oldest_tag)
+{
+	struct batch_channel *ch = batcher_find(b, "users");
+	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 7), 0);
+	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 9), 0); /* pending: keeps 7 */
+	struct batch *batch = batcher_take(b, ev_now(loop) + 1);
+	ck_assert_uint_eq(batch->n, 1);
+	ck_assert_uint_eq(batch->tags[0], 7);
+	/* A newer change arrives while the batch is in flight, then the batch fails. */
+	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 12), 0);
+	batcher_complete(b, batch, false, 0);
+	batch = batcher_take(b, ev_now(loop) + 100);
+	ck_assert_uint_eq(batch->n, 1);
+	ck_assert_uint_eq(batch->tags[0], 7);
+	batcher_complete(b, batch, true, 1);
 }
 END_TEST
 
@@ -199,6 +221,7 @@ Suite *batcher_suite(void)
 	tcase_add_test(tc, test_draining_makes_every_key_due);
 	tcase_add_test(tc, test_channels_take_turns);
 	tcase_add_test(tc, test_reload_keeps_pending_keys_of_kept_channels);
+	tcase_add_test(tc, test_failed_batch_keeps_the_oldest_tag);
 	tcase_add_test(tc, test_text_keys_are_quoted_in_the_array_literal);
 	suite_add_tcase(s, tc);
 	return s;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "sqlname.h"
 #include "suites.h"
 
 START_TEST(test_names_follow_the_identifier_rule)
@@ -36,56 +37,81 @@ START_TEST(test_names_are_quoted_part_by_part)
 }
 END_TEST
 
-/* A scripted catalog result, as libpq would return it. */
-static PGresult *catalog_result(const char *rows[][8], int n)
+/* A scripted catalog result, as libpq would return it (the columns of CATALOG_QUERY). */
+#define NCOLS 14
+static PGresult *catalog_result(const char *rows[][NCOLS], int n)
 {
-	static const char *names[] = {"name",    "key_type", "reconcile_fn", "verify_fn",
-	                              "channel", "key_type", "refresh_fn",   "delivery"};
-	PGresAttDesc attrs[8];
+	static const char *names[NCOLS] = {"name",         "key_type",      "channel",      "key_type",
+	                                   "refresh_fn",   "delivery",      "oid",          "source_table",
+	                                   "key_column",   "filter_column", "filter_value", "watched_columns",
+	                                   "events",       "has_capture"};
+	PGresAttDesc attrs[NCOLS];
 	memset(attrs, 0, sizeof(attrs));
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < NCOLS; i++) {
 		attrs[i].name = (char *)names[i];
 		attrs[i].typid = 25;
 		attrs[i].typlen = -1;
 		attrs[i].atttypmod = -1;
 	}
 	PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-	ck_assert(PQsetResultAttrs(res, 8, attrs));
+	ck_assert(PQsetResultAttrs(res, NCOLS, attrs));
 	for (int r = 0; r < n; r++)
-		for (int c = 0; c < 8; c++)
+		for (int c = 0; c < NCOLS; c++)
 			ck_assert(PQsetvalue(res, r, c, (char *)rows[r][c], rows[r][c] ? (int)strlen(rows[r][c]) : -1));
 	return res;
 }
 
-START_TEST(test_catalog_builds_quoted_calls_and_skips_invalid_rollups)
+#define NO_CAPTURE NULL, NULL, NULL, NULL, NULL, NULL, NULL, "f"
+
+START_TEST(test_catalog_builds_calls_and_skips_invalid_rows)
 {
-	const char *rows[][8] = {
-	    {"bad", "bigint", "x; drop", "v", "bad_ch", "bigint", "f", "notify"},
-	    {"eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_user", "bigint",
-	     "rollupd.eub_refresh", "notify"},
-	    {"eub", "bigint", "rollupd.eub_reconcile", "rollupd.eub_verify", "eub_wallet", "text",
-	     "rollupd.eub_wallets", "queue"},
-	    {"lonely", "text", "r", "v", NULL, NULL, NULL, "notify"},
+	const char *rows[][NCOLS] = {
+	    {"Bad", "bigint", "bad_ch", "bigint", "f", "notify", NO_CAPTURE},
+	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16384", "public.users",
+	     "user_id", NULL, NULL, "wallet,is_current", "insert,update,delete", "t"},
+	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16390", "public.associated_wallets",
+	     "user_id", "chain", "eth", NULL, "insert,delete", "t"},
+	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", NULL, "public.gone", "Bad col", NULL,
+	     NULL, NULL, "insert", "t"},
+	    {"eub", "bigint", "eub_wallet", "text", "rollupd.eub_wallets", "queue", NO_CAPTURE},
+	    {"eub", "bigint", "eub_wal", "text", "rollupd.eub_wallets", "wal", NO_CAPTURE},
+	    {"eub", "bigint", "eub_odd", "text", "rollupd.eub_wallets", "carrier-pigeon", NO_CAPTURE},
+	    {"lonely", "text", NULL, NULL, NULL, NULL, NO_CAPTURE},
 	};
-	PGresult *res = catalog_result(rows, 4);
-	struct config cfg = {0};
+	PGresult *res = catalog_result(rows, 8);
 	struct catalog cat;
 
-	ck_assert_int_eq(catalog_from_result(res, &cfg, &cat), 0);
+	ck_assert_int_eq(catalog_from_result(res, NULL, &cat), 0);
 	ck_assert_uint_eq(cat.n_rollups, 2);
-	ck_assert_ptr_null(catalog_find_rollup(&cat, "bad"));
+	ck_assert_ptr_null(catalog_find_rollup(&cat, "Bad"));
 	ck_assert_ptr_null(catalog_find_channel(&cat, "bad_ch"));
 	const struct catalog_rollup *r = catalog_find_rollup(&cat, "eub");
 	ck_assert_str_eq(r->reconcile_sql,
-	                 "SELECT r.last_key::text, r.fixed FROM \"rollupd\".\"eub_reconcile\"($1::bigint, "
-	                 "$2::integer) AS r(last_key, fixed)");
-	ck_assert_uint_eq(cat.n_channels, 2);
+	                 "SELECT r.last_key, r.fixed FROM rollupd.reconcile_chunk('eub', $1, $2::integer) r");
+	ck_assert_uint_eq(cat.n_channels, 3); /* the unknown delivery is skipped */
 	ck_assert_str_eq(catalog_find_channel(&cat, "eub_wallet")->refresh_sql,
 	                 "SELECT written, poisoned, detail FROM rollupd.refresh_keys('eub_wallet', $1::text[])");
-	/* The delivery column: queue mode for one channel, notify for the other. */
-	ck_assert(catalog_find_channel(&cat, "eub_wallet")->queue);
-	ck_assert(!catalog_find_channel(&cat, "eub_user")->queue);
+	ck_assert_int_eq(catalog_find_channel(&cat, "eub_wallet")->delivery, DELIVERY_QUEUE);
+	ck_assert_int_eq(catalog_find_channel(&cat, "eub_user")->delivery, DELIVERY_NOTIFY);
+	ck_assert_int_eq(catalog_find_channel(&cat, "eub_wal")->delivery, DELIVERY_WAL);
+	ck_assert(catalog_rollup_uses(&cat, "eub", DELIVERY_WAL));
+	ck_assert(!catalog_rollup_uses(&cat, "lonely", DELIVERY_NOTIFY));
 
+	/* Two captures of eub_user; the one with an invalid column is skipped. */
+	ck_assert_uint_eq(cat.n_captures, 2);
+	const struct catalog_capture *k = &cat.captures[0];
+	ck_assert_str_eq(k->table, "public.users");
+	ck_assert_uint_eq(k->table_oid, 16384);
+	ck_assert_uint_eq(k->n_watched, 2);
+	ck_assert_str_eq(k->watched[1], "is_current");
+	ck_assert_uint_eq(k->events, CAPTURE_INSERT | CAPTURE_UPDATE | CAPTURE_DELETE);
+	k = &cat.captures[1];
+	ck_assert_str_eq(k->filter_column, "chain");
+	ck_assert_str_eq(k->filter_value, "eth");
+	ck_assert_ptr_null(k->watched);
+	ck_assert_uint_eq(k->events, CAPTURE_INSERT | CAPTURE_DELETE);
+
+	/* WAL-mode channels are not LISTENed on. */
 	char *listen = catalog_listen_sql(&cat);
 	ck_assert_str_eq(listen, "UNLISTEN *; LISTEN \"eub_user\"; LISTEN \"eub_wallet\";");
 	free(listen);
@@ -96,9 +122,9 @@ END_TEST
 
 START_TEST(test_config_rollup_list_filters_the_catalog)
 {
-	const char *rows[][8] = {
-	    {"a", "bigint", "ra", "va", "a_ch", "bigint", "fa", "notify"},
-	    {"b", "bigint", "rb", "vb", "b_ch", "bigint", "fb", "notify"},
+	const char *rows[][NCOLS] = {
+	    {"a", "bigint", "a_ch", "bigint", "fa", "notify", NO_CAPTURE},
+	    {"b", "bigint", "b_ch", "bigint", "fb", "notify", NO_CAPTURE},
 	};
 	PGresult *res = catalog_result(rows, 2);
 	char *wanted[] = {"b", "missing"};
@@ -120,7 +146,7 @@ Suite *catalog_suite(void)
 	TCase *tc = tcase_create("catalog");
 	tcase_add_test(tc, test_names_follow_the_identifier_rule);
 	tcase_add_test(tc, test_names_are_quoted_part_by_part);
-	tcase_add_test(tc, test_catalog_builds_quoted_calls_and_skips_invalid_rollups);
+	tcase_add_test(tc, test_catalog_builds_calls_and_skips_invalid_rows);
 	tcase_add_test(tc, test_config_rollup_list_filters_the_catalog);
 	suite_add_tcase(s, tc);
 	return s;

@@ -2,12 +2,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostport.h"
 #include "http.h"
 #include "suites.h"
 
 static int parse(const char *s, char *host, char *port)
 {
-	return http_parse_listen(s, host, 64, port, 16);
+	return hostport_parse(s, host, 64, port, 16);
 }
 
 START_TEST(test_listen_addresses_parse)

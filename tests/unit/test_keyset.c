@@ -9,10 +9,10 @@
 START_TEST(test_duplicate_keys_are_stored_once)
 {
 	struct keyset *s = keyset_new();
-	ck_assert_int_eq(keyset_add(s, "42", 2), 1);
-	ck_assert_int_eq(keyset_add(s, "42", 2), 0);
-	ck_assert_int_eq(keyset_add(s, "420", 2), 0); /* length-delimited: "42" again */
-	ck_assert_int_eq(keyset_add(s, "420", 3), 1);
+	ck_assert_int_eq(keyset_add(s, "42", 2, 0), 1);
+	ck_assert_int_eq(keyset_add(s, "42", 2, 0), 0);
+	ck_assert_int_eq(keyset_add(s, "420", 2, 0), 0); /* length-delimited: "42" again */
+	ck_assert_int_eq(keyset_add(s, "420", 3, 0), 1);
 	ck_assert_uint_eq(keyset_count(s), 2);
 	keyset_free(s);
 }
@@ -22,15 +22,15 @@ START_TEST(test_take_moves_keys_out_and_allows_readding)
 {
 	struct keyset *s = keyset_new();
 	char *out[8];
-	keyset_add(s, "a", 1);
-	keyset_add(s, "b", 1);
-	keyset_add(s, "c", 1);
-	size_t n = keyset_take(s, out, 2);
+	keyset_add(s, "a", 1, 0);
+	keyset_add(s, "b", 1, 0);
+	keyset_add(s, "c", 1, 0);
+	size_t n = keyset_take(s, out, NULL, 2);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_uint_eq(keyset_count(s), 1);
 	for (size_t i = 0; i < n; i++) {
 		ck_assert(!keyset_contains(s, out[i], strlen(out[i])));
-		ck_assert_int_eq(keyset_add(s, out[i], strlen(out[i])), 1);
+		ck_assert_int_eq(keyset_add(s, out[i], strlen(out[i]), 0), 1);
 		free(out[i]);
 	}
 	ck_assert_uint_eq(keyset_count(s), 3);
@@ -51,14 +51,14 @@ START_TEST(test_churn_keeps_membership_exact)
 		for (int i = 0; i < 3000; i++) {
 			int k = (round * 7919 + i * 104729) % 50000;
 			int len = snprintf(key, sizeof(key), "%d", k);
-			int r = keyset_add(s, key, (size_t)len);
+			int r = keyset_add(s, key, (size_t)len, 0);
 			ck_assert_int_eq(r, present[k] ? 0 : 1);
 			if (!present[k]) {
 				present[k] = 1;
 				expected++;
 			}
 		}
-		size_t n = keyset_take(s, out, 997);
+		size_t n = keyset_take(s, out, NULL, 997);
 		for (size_t i = 0; i < n; i++) {
 			int k = atoi(out[i]);
 			ck_assert(present[k]);
