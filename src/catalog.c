@@ -126,8 +126,8 @@ static int build_rollup(const PGresult *res, int row, struct catalog_rollup *out
 		return -1;
 	}
 	out->name = xstrdup(name);
-	out->reconcile_sql = xasprintf("SELECT r.last_key, r.fixed FROM rollupd.reconcile_chunk('%s', $1, $2::integer) r",
-	                               name);
+	out->reconcile_sql =
+	    xasprintf("SELECT r.last_key, r.fixed FROM rollupd.reconcile_chunk('%s', $1, $2::integer) r", name);
 	out->verify_sql = xasprintf("SELECT v.last_key, coalesce(cardinality(v.mismatched), 0),"
 	                            " array_to_string(v.mismatched[1:20], ',')"
 	                            " FROM rollupd.verify_chunk('%s', $1, $2::integer) v",
@@ -200,9 +200,8 @@ static int build_capture(const PGresult *res, int row, const char *channel, stru
 	out->channel = xstrdup(channel);
 	out->table = xstrdup(table);
 	out->key_column = xstrdup(key);
-	out->table_oid = PQgetisnull(res, row, COL_TABLE_OID)
-	                     ? 0
-	                     : (unsigned)strtoul(PQgetvalue(res, row, COL_TABLE_OID), NULL, 10);
+	out->table_oid =
+	    PQgetisnull(res, row, COL_TABLE_OID) ? 0 : (unsigned)strtoul(PQgetvalue(res, row, COL_TABLE_OID), NULL, 10);
 	if (!PQgetisnull(res, row, COL_FILTER_COLUMN)) {
 		out->filter_column = xstrdup(PQgetvalue(res, row, COL_FILTER_COLUMN));
 		out->filter_value = xstrdup(PQgetvalue(res, row, COL_FILTER_VALUE));
@@ -211,11 +210,11 @@ static int build_capture(const PGresult *res, int row, const char *channel, stru
 	if (!PQgetisnull(res, row, COL_WATCHED) &&
 	    split_names(PQgetvalue(res, row, COL_WATCHED), &out->watched, &out->n_watched) != 0)
 		ok = false;
-	out->events = (strstr(events, "insert") ? CAPTURE_INSERT : 0) | (strstr(events, "update") ? CAPTURE_UPDATE : 0) |
-	              (strstr(events, "delete") ? CAPTURE_DELETE : 0);
+	out->events = (strstr(events, "insert") ? CAPTURE_INSERT : 0) |
+	              (strstr(events, "update") ? CAPTURE_UPDATE : 0) | (strstr(events, "delete") ? CAPTURE_DELETE : 0);
 	if (!ok || out->events == 0) {
-		log_error("catalog: skipping capture channel=%s table=%s error=\"invalid column name or events\"", channel,
-		          table);
+		log_error("catalog: skipping capture channel=%s table=%s error=\"invalid column name or events\"",
+		          channel, table);
 		capture_free(out);
 		memset(out, 0, sizeof(*out));
 		return -1;

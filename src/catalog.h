@@ -47,7 +47,7 @@ enum { CAPTURE_INSERT = 1, CAPTURE_UPDATE = 2, CAPTURE_DELETE = 4 };
 /* Which changes of a source table give keys of a channel (rollupd.capture). */
 struct catalog_capture {
 	char *channel;
-	char *table;       /* schema-qualified, as the server prints it */
+	char *table;        /* schema-qualified, as the server prints it */
 	unsigned table_oid; /* 0 when the table does not exist (any more) */
 	char *key_column;
 	char *filter_column; /* NULL: every row */

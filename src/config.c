@@ -282,8 +282,7 @@ static int check_pairs(const struct config *cfg, const char *path, char *err, si
  * a password in it is refused while others may read the file (group is
  * allowed: the service's group), like ssh with a private key.
  */
-static int check_conninfo(const char *conninfo, bool from_file, const char *path, int line, char *err,
-                          size_t errlen)
+static int check_conninfo(const char *conninfo, bool from_file, const char *path, int line, char *err, size_t errlen)
 {
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
@@ -294,8 +293,8 @@ static int check_conninfo(const char *conninfo, bool from_file, const char *path
 		snprintf(msg, sizeof(msg), "%.*s", (int)n, perr ? perr : "out of memory");
 		PQfreemem(perr);
 		if (from_file)
-			set_error(err, errlen, path, line, "database.conninfo is not a valid libpq connection string: %s",
-			          msg);
+			set_error(err, errlen, path, line,
+			          "database.conninfo is not a valid libpq connection string: %s", msg);
 		else
 			snprintf(err, errlen, "-d: not a valid libpq connection string: %s", msg);
 		return -1;
@@ -402,8 +401,8 @@ struct config *config_load(const char *path, const char *conninfo_override, char
 		goto done;
 	}
 	const config_setting_t *ci = config_lookup(&lc, "database.conninfo");
-	if (check_conninfo(out->conninfo, conninfo_override == NULL, path, ci ? config_setting_source_line(ci) : 0,
-	                   err, errlen) != 0)
+	if (check_conninfo(out->conninfo, conninfo_override == NULL, path, ci ? config_setting_source_line(ci) : 0, err,
+	                   errlen) != 0)
 		goto done;
 	rc = 0;
 done:

@@ -4,6 +4,7 @@
  */
 #include "http.h"
 #include "hostport.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -63,12 +64,7 @@ void http_body_printf(struct http_body *b, const char *fmt, ...)
 		size_t cap = b->cap ? b->cap * 2 : 4096;
 		while (cap - b->len <= (size_t)n)
 			cap *= 2;
-		char *data = realloc(b->data, cap);
-		if (data == NULL) {
-			b->failed = 1;
-			return;
-		}
-		b->data = data;
+		b->data = xrealloc(b->data, cap);
 		b->cap = cap;
 	}
 }
@@ -117,11 +113,7 @@ static void answer(struct client *c, int status, const char *content_type, const
 	int n = snprintf(head, sizeof(head),
 	                 "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 	                 status, reason_of(status), content_type, body_len);
-	c->response = malloc((size_t)n + body_len);
-	if (c->response == NULL) {
-		client_close(c);
-		return;
-	}
+	c->response = xmalloc((size_t)n + body_len);
 	memcpy(c->response, head, (size_t)n);
 	memcpy(c->response + n, body, body_len);
 	c->response_len = (size_t)n + body_len;
@@ -218,11 +210,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 				log_warning("metrics: accept failed error=\"%s\"", strerror(errno));
 			return;
 		}
-		struct client *c = s->n_clients < HTTP_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
-		if (c == NULL) {
-			close(fd); /* over the cap (or out of memory): turned away at once */
+		if (s->n_clients >= HTTP_MAX_CLIENTS) {
+			close(fd); /* over the cap: turned away at once */
 			continue;
 		}
+		struct client *c = xcalloc(1, sizeof(*c));
 		c->server = s;
 		c->fd = fd;
 		ev_io_init(&c->io, client_cb, fd, EV_READ);
@@ -263,12 +255,7 @@ struct http_server *http_server_new(struct ev_loop *loop, const char *address, h
 		return NULL;
 	}
 	freeaddrinfo(ai);
-	struct http_server *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		close(fd);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
+	struct http_server *s = xcalloc(1, sizeof(*s));
 	s->loop = loop;
 	s->fd = fd;
 	s->handler = handler;

@@ -20,7 +20,7 @@ struct http_body {
 	char *data;
 	size_t len;
 	size_t cap;
-	int failed; /* out of memory: the answer becomes a 500 */
+	int failed; /* a formatting error: the answer becomes a 500 */
 };
 
 void http_body_printf(struct http_body *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,6 +34,5 @@ struct http_server;
 struct http_server *http_server_new(struct ev_loop *loop, const char *address, http_handler_fn handler, void *arg,
                                     char *err, size_t errlen);
 void http_server_free(struct http_server *s);
-
 
 #endif

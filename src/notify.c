@@ -77,11 +77,13 @@ static bool on_notify(void *impl, const char *channel, const char *payload)
 	struct payload_handler h = {.on_key = add_key, .on_malformed = bad_key, .arg = &ctx};
 	int bad = payload_parse(payload, ch->key_type, &h);
 	if (bad > 3)
-		log_warning("malformed keys skipped channel=%s count=%d payload_bytes=%zu", channel, bad, strlen(payload));
+		log_warning("malformed keys skipped channel=%s count=%d payload_bytes=%zu", channel, bad,
+		            strlen(payload));
 	/* Dropped keys are found again by a walk of the rollup (said once per walk). */
 	if (ctx.dropped > 0 && ns->env.reconcile(ns->env.arg, ch->rollup, WALK_OVERFLOW))
-		log_warning("pending keys over batch.max_pending_keys=%zu channel=%s dropped=%zu; reconciling rollup=%s",
-		            ns->max_pending, channel, ctx.dropped, ch->rollup);
+		log_warning(
+		    "pending keys over batch.max_pending_keys=%zu channel=%s dropped=%zu; reconciling rollup=%s",
+		    ns->max_pending, channel, ctx.dropped, ch->rollup);
 	ns->env.due(ns->env.arg);
 	return true;
 }
@@ -164,29 +166,12 @@ static const struct source_ops notify_ops = {
     .free = notify_free,
 };
 
-static void batches_due(void *arg)
-{
-	struct notify_source *ns = arg;
-	ns->env.due(ns->env.arg);
-}
-
 struct source *notify_source_new(const struct source_env *env, const struct config *cfg)
 {
 	struct notify_source *ns = xcalloc(1, sizeof(*ns));
 	struct batch_policy policy = policy_from(cfg);
 	ns->env = *env;
 	ns->max_pending = (size_t)cfg->batch_max_pending_keys;
-	ns->batcher = batcher_new(env->loop, &policy, batches_due, ns);
-	struct source *s = xcalloc(1, sizeof(*s));
-	s->ops = &notify_ops;
-	s->impl = ns;
-	return s;
-}
-
-void source_free(struct source *s)
-{
-	if (s == NULL)
-		return;
-	s->ops->free(s->impl);
-	free(s);
+	ns->batcher = batcher_new(env->loop, &policy, env->due, env->arg);
+	return source_new(&notify_ops, ns);
 }

@@ -23,6 +23,7 @@ struct pgconn {
 	int connect_timeout_ms;
 	int statement_timeout_ms;
 	bool owner_confirms;
+	bool replication;
 	struct pgconn_handler handler;
 
 	enum pgconn_state state;
@@ -38,6 +39,9 @@ struct pgconn {
 	pgconn_result_fn cb;
 	void *cb_arg;
 	PGresult *result;
+	struct pgconn_stream_handler stream; /* while a stream is asked for or open */
+	bool stream_wanted;
+	bool stream_paused;
 
 	int depth;
 	bool free_pending;
@@ -49,9 +53,9 @@ struct pgconn {
 #define QUERY_DEADLINE_GRACE_MS 5000
 
 static const char *const state_names[] = {
-    [PGCONN_DOWN] = "down",       [PGCONN_BACKOFF] = "backoff", [PGCONN_CONNECTING] = "connecting",
-    [PGCONN_SETUP] = "setup",     [PGCONN_IDLE] = "idle",       [PGCONN_BUSY] = "busy",
-    [PGCONN_BROKEN] = "broken",
+    [PGCONN_DOWN] = "down",     [PGCONN_BACKOFF] = "backoff",     [PGCONN_CONNECTING] = "connecting",
+    [PGCONN_SETUP] = "setup",   [PGCONN_IDLE] = "idle",           [PGCONN_BUSY] = "busy",
+    [PGCONN_BROKEN] = "broken", [PGCONN_STREAMING] = "streaming",
 };
 
 /* The edges of the state machine. Any state may end its session (teardown:
@@ -71,7 +75,9 @@ static bool edge_allowed(enum pgconn_state from, enum pgconn_state to)
 	case PGCONN_IDLE:
 		return to == PGCONN_BUSY || to == PGCONN_BROKEN;
 	case PGCONN_BUSY:
-		return to == PGCONN_IDLE;
+		return to == PGCONN_IDLE || to == PGCONN_STREAMING;
+	case PGCONN_STREAMING:
+		return to == PGCONN_BROKEN;
 	case PGCONN_BROKEN:
 		return false;
 	}
@@ -113,6 +119,7 @@ struct pgconn *pgconn_new(struct ev_loop *loop, const char *name, const struct p
 	c->connect_timeout_ms = settings->connect_timeout_ms;
 	c->statement_timeout_ms = settings->statement_timeout_ms;
 	c->owner_confirms = settings->owner_confirms;
+	c->replication = settings->replication;
 	c->handler = *handler;
 	c->state = PGCONN_DOWN;
 	c->io_fd = -1;
@@ -197,7 +204,8 @@ static void start_timer(struct pgconn *c, double seconds)
  */
 static void teardown(struct pgconn *c, const char *reason, enum pgconn_state next)
 {
-	bool was_up = c->state == PGCONN_IDLE || c->state == PGCONN_BUSY || c->state == PGCONN_BROKEN;
+	bool was_up = c->state == PGCONN_IDLE || c->state == PGCONN_BUSY || c->state == PGCONN_BROKEN ||
+	              c->state == PGCONN_STREAMING;
 	pgconn_result_fn cb = c->cb;
 	void *cb_arg = c->cb_arg;
 
@@ -212,6 +220,8 @@ static void teardown(struct pgconn *c, const char *reason, enum pgconn_state nex
 		c->result = NULL;
 	}
 	c->cb = NULL;
+	c->stream_wanted = false;
+	c->stream_paused = false;
 	c->session++;
 	set_state(c, next);
 	if (next == PGCONN_BACKOFF) {
@@ -248,12 +258,19 @@ static void log_notice(void *arg, const char *message)
 
 static void connect_now(struct pgconn *c)
 {
-	const char *keywords[] = {
-	    "fallback_application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
-	    "keepalives_count",          "tcp_user_timeout", "dbname",          NULL};
+	const char *keywords[] = {"fallback_application_name",
+	                          "keepalives",
+	                          "keepalives_idle",
+	                          "keepalives_interval",
+	                          "keepalives_count",
+	                          "tcp_user_timeout",
+	                          "dbname",
+	                          c->replication ? "replication" : NULL,
+	                          NULL};
 	/* Defaults come before dbname, so the expanded conninfo overrides them:
-	 * a silent peer is noticed after about a minute, idle or not. */
-	const char *values[] = {c->application_name, "1", "30", "10", "3", "60000", c->conninfo, NULL};
+	 * a silent peer is noticed after about a minute, idle or not. The
+	 * replication mode comes after it: a conninfo cannot turn it off. */
+	const char *values[] = {c->application_name, "1", "30", "10", "3", "60000", c->conninfo, "database", NULL};
 
 	c->pg = PQconnectStartParams(keywords, values, 1);
 	if (c->pg == NULL) {
@@ -331,13 +348,14 @@ void pgconn_update(struct pgconn *c, const struct pgconn_settings *s)
 		reset(c, "settings changed");
 }
 
-/* Arm the watcher for the pending output: read always, write while libpq has unsent data. */
+/* Arm the watcher for the pending output: read unless a stream's owner
+ * paused it, write while libpq has unsent data. */
 static int flush_and_watch(struct pgconn *c)
 {
 	int r = PQflush(c->pg);
 	if (r < 0)
 		return -1;
-	watch(c, PQsocket(c->pg), r == 1 ? EV_READ | EV_WRITE : EV_READ);
+	watch(c, PQsocket(c->pg), (c->stream_paused ? 0 : EV_READ) | (r == 1 ? EV_WRITE : 0));
 	return 0;
 }
 
@@ -427,10 +445,66 @@ static void finish_query(struct pgconn *c)
 		first_line(error, sizeof(error), PQresultErrorMessage(res));
 		err = error;
 	}
-	if (cb)
+	if (c->stream_wanted) {
+		/* The statement that should have opened a stream finished without one. */
+		c->stream_wanted = false;
+		if (c->stream.on_refused)
+			c->stream.on_refused(c, res, err ? err : "the server did not start a stream", c->stream.arg);
+	} else if (cb) {
 		cb(c, res, err, cb_arg);
+	}
 	if (res)
 		PQclear(res);
+}
+
+/* The server accepted the stream's statement: COPY BOTH is open. */
+static void start_streaming(struct pgconn *c, PGresult *res)
+{
+	PQclear(res);
+	if (c->result) {
+		PQclear(c->result);
+		c->result = NULL;
+	}
+	ev_timer_stop(c->loop, &c->timer);
+	set_state(c, PGCONN_STREAMING);
+	if (c->stream.on_started)
+		c->stream.on_started(c, c->stream.arg);
+}
+
+/* Hand over the CopyData messages libpq holds, until it has no whole one, the
+ * owner pauses, or the stream ends (an error: the session goes). */
+static void read_stream(struct pgconn *c)
+{
+	uint64_t session = c->session;
+	while (c->state == PGCONN_STREAMING && !c->stream_paused) {
+		char *buf = NULL;
+		int n = PQgetCopyData(c->pg, &buf, 1);
+		if (n == 0)
+			return;
+		if (n == -1) {
+			/* The server ended the stream; its reason is in the final result. */
+			PGresult *r = PQgetResult(c->pg);
+			char reason[512];
+			first_line(reason, sizeof(reason),
+			           r && PQresultStatus(r) == PGRES_FATAL_ERROR ? PQresultErrorMessage(r)
+			                                                       : "the server ended the stream");
+			PQclear(r);
+			teardown(c, reason, PGCONN_BACKOFF);
+			return;
+		}
+		if (n < 0) {
+			fail(c, "stream");
+			return;
+		}
+		bool go_on = c->stream.on_data(c, buf, (size_t)n, c->stream.arg);
+		PQfreemem(buf);
+		if (c->free_pending || c->session != session)
+			return;
+		if (!go_on) {
+			c->stream_paused = true;
+			watch(c, PQsocket(c->pg), c->io_events & EV_WRITE);
+		}
+	}
 }
 
 /*
@@ -446,10 +520,22 @@ static void read_input(struct pgconn *c)
 		fail(c, "read");
 		return;
 	}
+	if (c->state == PGCONN_STREAMING) {
+		read_stream(c);
+		return;
+	}
 	while (c->state == PGCONN_SETUP || c->state == PGCONN_BUSY) {
 		if (PQisBusy(c->pg))
 			break;
 		PGresult *r = PQgetResult(c->pg);
+		if (r != NULL && PQresultStatus(r) == PGRES_COPY_BOTH && c->stream_wanted) {
+			c->stream_wanted = false;
+			start_streaming(c, r);
+			if (c->free_pending || c->session != session)
+				return;
+			read_stream(c);
+			return;
+		}
 		if (r == NULL) {
 			/* Read results until NULL, even after an error: only then is the query done. */
 			if (c->state == PGCONN_SETUP)
@@ -488,6 +574,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	case PGCONN_SETUP:
 	case PGCONN_BUSY:
 	case PGCONN_IDLE:
+	case PGCONN_STREAMING:
 		if ((revents & EV_WRITE) && flush_and_watch(c) != 0) {
 			fail(c, "write");
 			break;
@@ -567,6 +654,44 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 	return 0;
 }
 
+int pgconn_stream(struct pgconn *c, const char *sql, const struct pgconn_stream_handler *h)
+{
+	c->stream = *h;
+	if (pgconn_query(c, sql, 0, NULL, NULL, NULL) != 0)
+		return -1;
+	ev_timer_stop(c->loop, &c->timer); /* waiting for the stream has no deadline */
+	c->stream_wanted = true;
+	return 0;
+}
+
+int pgconn_stream_send(struct pgconn *c, const void *buf, size_t len)
+{
+	if (c->state != PGCONN_STREAMING)
+		return -1;
+	/* Whatever the socket does not take now goes when it can (EV_WRITE). */
+	if (PQputCopyData(c->pg, buf, (int)len) != 1 || flush_and_watch(c) != 0) {
+		first_line(c->broken_reason, sizeof(c->broken_reason), PQerrorMessage(c->pg));
+		set_state(c, PGCONN_BROKEN);
+		watch(c, -1, 0);
+		start_timer(c, 0.);
+		return -1;
+	}
+	return 0;
+}
+
+void pgconn_stream_resume(struct pgconn *c)
+{
+	if (c->state != PGCONN_STREAMING || !c->stream_paused)
+		return;
+	enter(c);
+	c->stream_paused = false;
+	watch(c, PQsocket(c->pg), EV_READ | (c->io_events & EV_WRITE));
+	read_stream(c);
+	if (c->state == PGCONN_STREAMING && !c->free_pending && !c->stream_paused)
+		read_input(c); /* and what the socket holds meanwhile */
+	leave(c);
+}
+
 void pgconn_cancel(struct pgconn *c)
 {
 	char errbuf[256];
@@ -588,7 +713,9 @@ enum pgconn_state pgconn_state(const struct pgconn *c)
 
 int pgconn_backend_pid(const struct pgconn *c)
 {
-	return c->pg && (c->state == PGCONN_IDLE || c->state == PGCONN_BUSY) ? PQbackendPID(c->pg) : 0;
+	return c->pg && (c->state == PGCONN_IDLE || c->state == PGCONN_BUSY || c->state == PGCONN_STREAMING)
+	           ? PQbackendPID(c->pg)
+	           : 0;
 }
 
 uint32_t pgconn_failures(const struct pgconn *c)

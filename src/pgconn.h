@@ -20,6 +20,7 @@ enum pgconn_state {
 	PGCONN_IDLE,       /* ready for a query; notifications are read */
 	PGCONN_BUSY,       /* a query is in flight */
 	PGCONN_BROKEN,     /* a send failed; teardown runs on the next loop turn */
+	PGCONN_STREAMING,  /* a COPY BOTH stream (START_REPLICATION) is open */
 };
 
 struct pgconn_settings {
@@ -29,6 +30,9 @@ struct pgconn_settings {
 	int statement_timeout_ms;     /* SET statement_timeout for the session; 0 = none */
 	int reconnect_min_ms;
 	int reconnect_max_ms;
+	/* A replication connection (replication=database): the simple query
+	 * protocol only, and replication commands. */
+	bool replication;
 	/* The owner sets the session up further (the listener: catalog and
 	 * LISTEN) and says when it is good with pgconn_confirm(); until then a
 	 * failure counts as one more failed attempt and the backoff keeps
@@ -86,6 +90,29 @@ void pgconn_update(struct pgconn *c, const struct pgconn_settings *settings);
  */
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params, pgconn_result_fn cb,
                  void *cb_arg);
+
+/* A COPY BOTH stream's owner (pgconn_stream). */
+struct pgconn_stream_handler {
+	/* The server accepted: the connection is STREAMING. */
+	void (*on_started)(struct pgconn *c, void *arg);
+	/* One CopyData message (valid only during the call). Return true to go
+	 * on, false to pause reading (backpressure) until pgconn_stream_resume(). */
+	bool (*on_data)(struct pgconn *c, const char *buf, size_t len, void *arg);
+	/* The server refused the statement (error is its message); a stream
+	 * that was running ends with the session (on_down). */
+	void (*on_refused)(struct pgconn *c, const PGresult *res, const char *error, void *arg);
+	void *arg;
+};
+
+/* Send `sql` (START_REPLICATION ...) in IDLE; the stream's events go to `h`.
+ * 0 when sent, -1 as pgconn_query. No query deadline applies while it runs. */
+int pgconn_stream(struct pgconn *c, const char *sql, const struct pgconn_stream_handler *h);
+/* Queue one CopyData message to the server and flush what the socket takes;
+ * -1 when the stream is not open or the send failed (the session is then
+ * torn down on the next loop turn). */
+int pgconn_stream_send(struct pgconn *c, const void *buf, size_t len);
+/* Read again after on_data paused: what libpq holds first. */
+void pgconn_stream_resume(struct pgconn *c);
 
 /* Read and deliver what has already arrived on the socket (notifications,
  * results) without waiting for the loop, e.g. before a deliberate stop. */

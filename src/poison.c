@@ -20,7 +20,7 @@ struct poison {
 	ev_timer timer;
 	bool due;
 	bool in_flight;
-	char params[3][16]; /* of the pass in flight */
+	char params[3][16];      /* of the pass in flight */
 	struct backoff failures; /* of whole passes (lost connection, timeout) */
 	uint64_t found;
 	uint64_t recovered;

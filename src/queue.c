@@ -454,8 +454,8 @@ static void step_done(struct job *job, const PGresult *res, const char *error, e
 	}
 	if (q->step == QUEUE_REARM) {
 		long armed = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-		log_debug("queue rearm channel=%s armed=%s ms=%.1f", q->channel, armed ? "yes" : "no (writer in flight)",
-		          ms);
+		log_debug("queue rearm channel=%s armed=%s ms=%.1f", q->channel,
+		          armed ? "yes" : "no (writer in flight)", ms);
 		queues_complete(qsrc->queues, q, true, armed, 0);
 		return;
 	}
@@ -468,8 +468,9 @@ static void step_done(struct job *job, const PGresult *res, const char *error, e
 	log_debug("queue %s channel=%s keys=%ld rows=%ld ms=%.1f", step_name(q->step), q->channel, taken, written, ms);
 	poison_found(qsrc->env.poison, q->channel, strtol(PQgetvalue(res, 0, 3), NULL, 10), PQgetvalue(res, 0, 4));
 	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
-		log_warning("queue of channel=%s was emptied by a crash (its sentinel row is gone); reconciling rollup=%s",
-		            q->channel, q->rollup);
+		log_warning(
+		    "queue of channel=%s was emptied by a crash (its sentinel row is gone); reconciling rollup=%s",
+		    q->channel, q->rollup);
 		qsrc->env.reconcile(qsrc->env.arg, q->rollup, WALK_QUEUE_TRUNCATED);
 	}
 	queues_complete(qsrc->queues, q, true, taken, written);
@@ -568,20 +569,11 @@ static const struct source_ops queue_ops = {
     .free = source_free_impl,
 };
 
-static void steps_due(void *arg)
-{
-	struct queue_source *qsrc = arg;
-	qsrc->env.due(qsrc->env.arg);
-}
-
 struct source *queue_source_new(const struct source_env *env, const struct config *cfg)
 {
 	struct queue_source *qsrc = xcalloc(1, sizeof(*qsrc));
 	struct queue_policy policy = policy_from(cfg);
 	qsrc->env = *env;
-	qsrc->queues = queues_new(env->loop, &policy, steps_due, qsrc);
-	struct source *s = xcalloc(1, sizeof(*s));
-	s->ops = &queue_ops;
-	s->impl = qsrc;
-	return s;
+	qsrc->queues = queues_new(env->loop, &policy, env->due, env->arg);
+	return source_new(&queue_ops, qsrc);
 }

@@ -112,9 +112,13 @@ struct source {
 	void *impl;
 };
 
-/* The sources, one per mode. */
+/* The sources, one per mode (each in its own file). */
 struct source *notify_source_new(const struct source_env *env, const struct config *cfg);
 struct source *queue_source_new(const struct source_env *env, const struct config *cfg);
+
+/* For the modes' constructors: `impl` with its operations. */
+struct source *source_new(const struct source_ops *ops, void *impl);
+/* The source and its implementation (ops->free). NULL is fine. */
 void source_free(struct source *s);
 
 #endif

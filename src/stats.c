@@ -160,8 +160,8 @@ void stats_summary(struct stats *st, const struct stats_view *v, ev_tstamp now)
 		snprintf(wait, sizeof(wait), " queue_wait_p99_s<=%g", p99);
 	log_info("summary state=%s keys_refreshed=%llu keys_per_s=%.1f pending_keys=%zu queue_depth=%lld%s"
 	         " workers=%zu/%zu poison_keys=%llu notifications=%llu",
-	         v->state, (unsigned long long)(keys - st->summary_keys), st->keys_per_s, stats_pending(v), depth,
-	         wait, v->workers_connected, v->workers_configured, (unsigned long long)poison_keys(v),
+	         v->state, (unsigned long long)(keys - st->summary_keys), st->keys_per_s, stats_pending(v), depth, wait,
+	         v->workers_connected, v->workers_configured, (unsigned long long)poison_keys(v),
 	         (unsigned long long)v->notifications);
 	stats_summary_start(st, v, now);
 }
@@ -213,11 +213,12 @@ static void per_channel(struct http_body *b, const struct stats_view *v, const c
 	family(b, name, "counter", help);
 	for (struct channel_iter it = {0}; next_channel(v, &it, &cs);)
 		if (queue_too || !cs.has_queue)
-			http_body_printf(b, "%s{channel=\"%s\"} %llu\n", name, cs.name, (unsigned long long)field(&cs, f));
+			http_body_printf(b, "%s{channel=\"%s\"} %llu\n", name, cs.name,
+			                 (unsigned long long)field(&cs, f));
 }
 
-static void histogram(struct http_body *b, const char *name, const char *help, const uint64_t *counts,
-                      bool cumulative, uint64_t count, double sum)
+static void histogram(struct http_body *b, const char *name, const char *help, const uint64_t *counts, bool cumulative,
+                      uint64_t count, double sum)
 {
 	uint64_t c = 0;
 	family(b, name, "histogram", help);
@@ -233,7 +234,8 @@ void stats_render_metrics(const struct stats *st, const struct stats_view *v, st
 {
 	struct channel_stats cs;
 
-	family(b, "rollupd_ready", "gauge", "1 while listening on every channel and caught up (what /healthz reports).");
+	family(b, "rollupd_ready", "gauge",
+	       "1 while listening on every channel and caught up (what /healthz reports).");
 	http_body_printf(b, "rollupd_ready %d\n", v->ready);
 	family(b, "rollupd_standby", "gauge", "1 while waiting as the standby of another rollupd.");
 	http_body_printf(b, "rollupd_standby %d\n", v->standby);
@@ -261,7 +263,8 @@ void stats_render_metrics(const struct stats *st, const struct stats_view *v, st
 		http_body_printf(b,
 		                 "rollupd_batches_total{channel=\"%s\",result=\"ok\"} %llu\n"
 		                 "rollupd_batches_total{channel=\"%s\",result=\"failed\"} %llu\n",
-		                 cs.name, (unsigned long long)cs.batches_ok, cs.name, (unsigned long long)cs.batches_failed);
+		                 cs.name, (unsigned long long)cs.batches_ok, cs.name,
+		                 (unsigned long long)cs.batches_failed);
 	family(b, "rollupd_keys_rejected_total", "counter",
 	       "Keys not taken, by reason (malformed, overflowed the pending cap).");
 	for (struct channel_iter it = {0}; next_channel(v, &it, &cs);)
@@ -286,15 +289,17 @@ void stats_render_metrics(const struct stats *st, const struct stats_view *v, st
 			                 cs.queue_oldest_ms / 1000.0);
 	family(b, "rollupd_poison_keys_total", "counter",
 	       "Keys isolated because their refresh failed, and recovered since.");
-	http_body_printf(b, "rollupd_poison_keys_total{event=\"isolated\"} %llu\n", (unsigned long long)v->poison_found);
+	http_body_printf(b, "rollupd_poison_keys_total{event=\"isolated\"} %llu\n",
+	                 (unsigned long long)v->poison_found);
 	http_body_printf(b, "rollupd_poison_keys_total{event=\"recovered\"} %llu\n",
 	                 (unsigned long long)v->poison_recovered);
-	family(b, "rollupd_reconcile_last_success_timestamp_seconds", "gauge", "When each rollup's last full walk ended.");
+	family(b, "rollupd_reconcile_last_success_timestamp_seconds", "gauge",
+	       "When each rollup's last full walk ended.");
 	for (size_t i = 0; i < walks_count(v->walks); i++) {
 		struct walk_status w = walks_status(v->walks, i);
 		if (w.last_done > 0)
-			http_body_printf(b, "rollupd_reconcile_last_success_timestamp_seconds{rollup=\"%s\"} %.3f\n", w.rollup,
-			                 w.last_done);
+			http_body_printf(b, "rollupd_reconcile_last_success_timestamp_seconds{rollup=\"%s\"} %.3f\n",
+			                 w.rollup, w.last_done);
 	}
 	family(b, "rollupd_reconcile_running", "gauge", "1 while a reconcile walk of the rollup is under way.");
 	for (size_t i = 0; i < walks_count(v->walks); i++) {

@@ -39,12 +39,8 @@ struct walks {
 };
 
 static const char *const reason_names[] = {
-    [WALK_CATCH_UP] = "catch-up",
-    [WALK_INTERVAL] = "interval",
-    [WALK_QUEUE_TRUNCATED] = "queue-truncated",
-    [WALK_OVERFLOW] = "overflow",
-    [WALK_SLOT_REBUILT] = "slot-rebuilt",
-    [WALK_SOURCE_TRUNCATED] = "source-truncated",
+    [WALK_CATCH_UP] = "catch-up", [WALK_INTERVAL] = "interval",         [WALK_QUEUE_TRUNCATED] = "queue-truncated",
+    [WALK_OVERFLOW] = "overflow", [WALK_SLOT_REBUILT] = "slot-rebuilt", [WALK_SOURCE_TRUNCATED] = "source-truncated",
 };
 
 const char *walk_reason_name(enum walk_reason reason)
@@ -202,8 +198,8 @@ static void chunk_free(struct walk_chunk *c)
 	free(c);
 }
 
-bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *error, const char *last_key,
-                    uint64_t fixed, ev_tstamp now)
+bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *error, const char *last_key, uint64_t fixed,
+                    ev_tstamp now)
 {
 	struct walk *w = find(ws, chunk->rollup);
 	bool done = false;
@@ -234,7 +230,8 @@ bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *erro
 			w->catch_up = false;
 			w->last_done = ev_time();
 			log_info("reconcile done rollup=%s fixed=%llu chunks=%llu ms=%.0f", w->rollup,
-			         (unsigned long long)w->fixed, (unsigned long long)w->chunks, (now - w->started) * 1000.0);
+			         (unsigned long long)w->fixed, (unsigned long long)w->chunks,
+			         (now - w->started) * 1000.0);
 			if (w->again && !ws->stopped) {
 				w->again = false;
 				begin(w, w->again_reason, now);

@@ -79,8 +79,8 @@ struct walk_chunk *walks_take(struct walks *ws, ev_tstamp now);
  * retries the chunk after a backoff delay. Frees the chunk. Returns true when
  * this completed a walk.
  */
-bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *error, const char *last_key,
-                    uint64_t fixed, ev_tstamp now);
+bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *error, const char *last_key, uint64_t fixed,
+                    ev_tstamp now);
 
 /* The earliest retry of a failed chunk still to come, or 0. */
 ev_tstamp walks_next_retry(const struct walks *ws, ev_tstamp now);

@@ -37,8 +37,9 @@ static void start(const char *extra)
 
 static void expect_probe(const char *balance, double timeout_s)
 {
-	ck_assert_msg(db_wait_value(conn, balance, timeout_s, "SELECT balance FROM eth_user_balances WHERE user_id = 1000"),
-	              "probe balance not %s within %.0f s (log %s)", balance, timeout_s, d.log);
+	ck_assert_msg(
+	    db_wait_value(conn, balance, timeout_s, "SELECT balance FROM eth_user_balances WHERE user_id = 1000"),
+	    "probe balance not %s within %.0f s (log %s)", balance, timeout_s, d.log);
 }
 
 static void reopen(void)
@@ -156,7 +157,7 @@ static int stop_server_process(const char *application_name)
 	                     " WHERE datname = current_database() AND application_name = '%s'",
 	                     application_name);
 	ck_assert_ptr_nonnull(pid);
-	int n = atoi(pid);
+	int n = (int)strtol(pid, NULL, 10);
 	free(pid);
 	ck_assert_int_eq(kill(n, SIGSTOP), 0);
 	return n;
@@ -173,7 +174,8 @@ START_TEST(test_hung_server_process_is_abandoned_and_its_work_retried)
 	 * connection, opens another, and retries the work. (Row locks the
 	 * stopped process holds keep the keys they cover waiting: README,
 	 * "Known limits".) */
-	ck_assert_msg(daemon_wait_log(&d, "connection abandoned", 1, 15.0), "hung worker not abandoned (log %s)", d.log);
+	ck_assert_msg(daemon_wait_log(&d, "connection abandoned", 1, 15.0), "hung worker not abandoned (log %s)",
+	              d.log);
 	ck_assert(daemon_wait_log(&d, "connected conn=worker", connects + 1, 5.0));
 	/* The daemon itself is not stalled: it answers a reload at once. */
 	kill(d.pid, SIGHUP);
@@ -194,8 +196,8 @@ START_TEST(test_hung_listener_is_noticed_by_its_ping)
 	sleep_ms(500);
 	int pid = stop_server_process("rollupd listener");
 	/* Nothing arrives on a stopped listener, and nothing says so but the ping. */
-	ck_assert_msg(daemon_wait_log(&d, "no answer to a ping within 2000 ms", 1, 10.0), "hung listener unnoticed (log %s)",
-	              d.log);
+	ck_assert_msg(daemon_wait_log(&d, "no answer to a ping within 2000 ms", 1, 10.0),
+	              "hung listener unnoticed (log %s)", d.log);
 	ck_assert(daemon_wait_log(&d, "ready: listening", 2, 20.0));
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 11 WHERE wallet = '0xprobe'");
 	expect_probe("11", 10.0);
@@ -250,8 +252,10 @@ static long peak_rss_kb(pid_t pid)
 	FILE *f = fopen(path, "r");
 	ck_assert_ptr_nonnull(f);
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+		if (strncmp(line, "VmHWM:", 6) == 0) {
+			kb = strtol(line + 6, NULL, 10);
 			break;
+		}
 	fclose(f);
 	return kb;
 }
@@ -281,7 +285,7 @@ START_TEST(test_notification_flood_stays_bounded_and_loses_nothing)
 	/* Sanitizers and valgrind have memory of their own. */
 	const char *san = getenv("ROLLUPD_SANITIZED"), *vg = getenv("ROLLUPD_VALGRIND");
 	if ((san == NULL || san[0] == '\0') && vg == NULL)
-		ck_assert_int_lt(rss, 64 * 1024);
+		ck_assert_int_lt(rss, 64L * 1024);
 	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
 	ck_assert_int_gt(wallet_keys_overflowed(), 0);
 	assert_balances_verified(db);

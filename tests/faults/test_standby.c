@@ -91,8 +91,7 @@ START_TEST(test_active_losing_its_connection_hands_over_and_becomes_standby)
 	/* Exactly one of them took over (or kept) the work. */
 	bool a_active = daemon_log_count(&a, "standby: another rollupd holds the lock") == 0;
 	bool b_active = daemon_log_count(&b, "active: the standby lock was released") == 1;
-	ck_assert_msg(a_active != b_active, "a_active=%d b_active=%d (logs %s, %s)", a_active, b_active, a.log,
-	              b.log);
+	ck_assert_msg(a_active != b_active, "a_active=%d b_active=%d (logs %s, %s)", a_active, b_active, a.log, b.log);
 	verify_and_stop(a_active ? &a : &b);
 }
 END_TEST

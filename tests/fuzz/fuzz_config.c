@@ -36,13 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
 		abort();
-	struct config cfg;
 	char err[512] = "";
-	if (config_load(path, NULL, &cfg, err, sizeof(err)) == 0) {
-		if (cfg.conninfo == NULL || cfg.pool_size < 1 || cfg.batch_max_keys < 1 ||
-		    cfg.retry_max_ms < cfg.retry_min_ms)
+	struct config *cfg = config_load(path, NULL, err, sizeof(err));
+	if (cfg != NULL) {
+		if (cfg->conninfo == NULL || cfg->pool_size < 1 || cfg->batch_max_keys < 1 ||
+		    cfg->retry_max_ms < cfg->retry_min_ms)
 			abort();
-		config_free(&cfg);
+		config_free(cfg);
 	} else if (err[0] == '\0') {
 		abort();
 	}

@@ -208,7 +208,9 @@ void daemon_spawn(struct daemon *d, char *const envp_extra[])
 		dup2(fd, STDERR_FILENO);
 		for (int i = 0; envp_extra && envp_extra[i]; i++)
 			putenv(envp_extra[i]);
-		execl(getenv("ROLLUPD_BIN"), "rollupd", "-f", "-c", d->conf, (char *)NULL);
+		const char *bin = getenv("ROLLUPD_BIN");
+		if (bin != NULL)
+			execl(bin, "rollupd", "-f", "-c", d->conf, (char *)NULL);
 		_exit(127);
 	}
 	d->pid = pid;

@@ -252,7 +252,7 @@ START_TEST(test_concurrent_mixed_workload_leaves_no_mismatch)
 
 	ck_assert_int_eq(run_pgbench(db, 6, 4, "balance.sql@5 link.sql@3 user_wallet.sql@2"), 0);
 	char *links = db_value(conn, "SELECT count(*) FROM associated_wallets");
-	ck_assert_msg(atoi(links) > 100, "the workload barely ran: %s links", links);
+	ck_assert_msg((int)strtol(links, NULL, 10) > 100, "the workload barely ran: %s links", links);
 	free(links);
 
 	/* Writers stopped: the table must converge to exact, and quickly. */

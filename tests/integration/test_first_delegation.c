@@ -313,7 +313,9 @@ static char *page(PGconn *c, const char *sql, int nparams, const char *const *pa
 			if (need > cap) {
 				while (cap < need)
 					cap *= 2;
-				out = realloc(out, cap);
+				char *grown = realloc(out, cap);
+				ck_assert_ptr_nonnull(grown);
+				out = grown;
 			}
 			len += (size_t)snprintf(out + len, cap - len, "%s%c", v, j + 1 < PQnfields(r) ? '|' : '\n');
 		}
@@ -363,10 +365,9 @@ static char *plan_of(PGconn *c, const char *query, const char *args)
 	for (int i = 0; i < PQntuples(r); i++)
 		len += strlen(PQgetvalue(r, i, 0)) + 1;
 	char *plan = calloc(1, len);
-	for (int i = 0; i < PQntuples(r); i++) {
-		strcat(plan, PQgetvalue(r, i, 0));
-		strcat(plan, "\n");
-	}
+	size_t used = 0;
+	for (int i = 0; i < PQntuples(r); i++)
+		used += (size_t)snprintf(plan + used, len - used, "%s\n", PQgetvalue(r, i, 0));
 	PQclear(r);
 	return plan;
 }
@@ -389,7 +390,7 @@ static void compare_all(PGconn *c)
 
 	/* Every row of the epoch, in pages across the boundary between
 	 * delegated stakes and stakes no delegation explains. */
-	ck_assert_int_eq(compare_pages(c, c_epoch, a_epoch, epoch, NULL, "1000"), atoi(stakes));
+	ck_assert_int_eq(compare_pages(c, c_epoch, a_epoch, epoch, NULL, "1000"), (int)strtol(stakes, NULL, 10));
 	compare_pages(c, c_pool, a_pool, epoch, big, "500");
 	compare_pages(c, c_pool, a_pool, epoch, small, "7");
 	ck_assert_int_gt(compare_pages(c, c_pool, a_pool, epoch, orphan, "3"), 0);

@@ -13,5 +13,6 @@ Suite *http_suite(void);
 Suite *keyset_suite(void);
 Suite *payload_suite(void);
 Suite *queue_suite(void);
+Suite *walk_suite(void);
 
 #endif

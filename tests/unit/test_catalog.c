@@ -41,10 +41,10 @@ END_TEST
 #define NCOLS 14
 static PGresult *catalog_result(const char *rows[][NCOLS], int n)
 {
-	static const char *names[NCOLS] = {"name",         "key_type",      "channel",      "key_type",
-	                                   "refresh_fn",   "delivery",      "oid",          "source_table",
-	                                   "key_column",   "filter_column", "filter_value", "watched_columns",
-	                                   "events",       "has_capture"};
+	static const char *names[NCOLS] = {"name",       "key_type",      "channel",      "key_type",
+	                                   "refresh_fn", "delivery",      "oid",          "source_table",
+	                                   "key_column", "filter_column", "filter_value", "watched_columns",
+	                                   "events",     "has_capture"};
 	PGresAttDesc attrs[NCOLS];
 	memset(attrs, 0, sizeof(attrs));
 	for (int i = 0; i < NCOLS; i++) {
@@ -67,12 +67,12 @@ START_TEST(test_catalog_builds_calls_and_skips_invalid_rows)
 {
 	const char *rows[][NCOLS] = {
 	    {"Bad", "bigint", "bad_ch", "bigint", "f", "notify", NO_CAPTURE},
-	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16384", "public.users",
-	     "user_id", NULL, NULL, "wallet,is_current", "insert,update,delete", "t"},
-	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16390", "public.associated_wallets",
-	     "user_id", "chain", "eth", NULL, "insert,delete", "t"},
-	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", NULL, "public.gone", "Bad col", NULL,
-	     NULL, NULL, "insert", "t"},
+	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16384", "public.users", "user_id",
+	     NULL, NULL, "wallet,is_current", "insert,update,delete", "t"},
+	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16390",
+	     "public.associated_wallets", "user_id", "chain", "eth", NULL, "insert,delete", "t"},
+	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", NULL, "public.gone", "Bad col",
+	     NULL, NULL, NULL, "insert", "t"},
 	    {"eub", "bigint", "eub_wallet", "text", "rollupd.eub_wallets", "queue", NO_CAPTURE},
 	    {"eub", "bigint", "eub_wal", "text", "rollupd.eub_wallets", "wal", NO_CAPTURE},
 	    {"eub", "bigint", "eub_odd", "text", "rollupd.eub_wallets", "carrier-pigeon", NO_CAPTURE},

@@ -60,7 +60,7 @@ START_TEST(test_churn_keeps_membership_exact)
 		}
 		size_t n = keyset_take(s, out, NULL, 997);
 		for (size_t i = 0; i < n; i++) {
-			int k = atoi(out[i]);
+			int k = (int)strtol(out[i], NULL, 10);
 			ck_assert(present[k]);
 			present[k] = 0;
 			expected--;

@@ -27,8 +27,10 @@ static void setup(void)
 	                              .retry_min_ms = 100,
 	                              .retry_max_ms = 1000};
 	qs = queues_new(loop, &policy, on_due, NULL);
-	channels[0] = (struct catalog_channel){.name = "q", .rollup = "r", .key_type = KEY_BIGINT, .delivery = DELIVERY_QUEUE};
-	channels[1] = (struct catalog_channel){.name = "n", .rollup = "r", .key_type = KEY_BIGINT, .delivery = DELIVERY_NOTIFY};
+	channels[0] =
+	    (struct catalog_channel){.name = "q", .rollup = "r", .key_type = KEY_BIGINT, .delivery = DELIVERY_QUEUE};
+	channels[1] =
+	    (struct catalog_channel){.name = "n", .rollup = "r", .key_type = KEY_BIGINT, .delivery = DELIVERY_NOTIFY};
 	cat = (struct catalog){.channels = channels, .n_channels = 2};
 	queues_set_channels(qs, &cat, true);
 }
