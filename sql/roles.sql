@@ -32,8 +32,19 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA rollupd TO %I', r);
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA rollupd TO %I', r);
-    -- A finished reconcile walk says so in the catalog.
-    EXECUTE format('GRANT UPDATE (last_reconciled_at) ON rollupd.rollup TO %I', r);
+    -- A walk says in the catalog when it started and finished.
+    EXECUTE format('GRANT UPDATE (walk_started_at, last_walk_started_at, last_reconciled_at) ON rollupd.rollup TO %I', r);
+    -- WAL mode: the slot rollupd creates is recorded, and the role may
+    -- stream (the REPLICATION attribute; only a superuser may give it).
+    EXECUTE format('GRANT INSERT, UPDATE ON rollupd.wal_slot TO %I', r);
+    IF EXISTS (SELECT 1 FROM rollupd.channel WHERE delivery = 'wal')
+       AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r AND rolreplication) THEN
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolsuper) THEN
+            EXECUTE format('ALTER ROLE %I REPLICATION', r);
+        ELSE
+            RAISE WARNING 'rollupd: a rollup uses the WAL mode and role % lacks REPLICATION: a superuser must run ALTER ROLE % REPLICATION', r, r;
+        END IF;
+    END IF;
     -- Queue mode and poison keys.
     EXECUTE format('GRANT UPDATE, DELETE ON rollupd.queue TO %I', r);
     EXECUTE format('GRANT UPDATE ON rollupd.doorbell TO %I', r);

@@ -20,11 +20,14 @@ struct batcher {
 	size_t next; /* round-robin start */
 	bool draining;
 	ev_timer timer;
+	void (*on_release)(uint64_t tag, void *arg);
+	void *release_arg;
 	void (*on_due)(void *arg);
 	void *arg;
 };
 
 static void rearm(struct batcher *b);
+static void release(struct batcher *b, uint64_t tag);
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -132,6 +135,12 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat, enum d
 		if (kept[j])
 			continue;
 		dropped += keyset_count(b->channels[j]->pending);
+		char *key;
+		uint64_t tag;
+		while (keyset_take(b->channels[j]->pending, &key, &tag, 1) == 1) {
+			free(key);
+			release(b, tag);
+		}
 		channel_free(b->channels[j]);
 	}
 	free(kept);
@@ -146,19 +155,40 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat, enum d
 	return dropped;
 }
 
-int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len, uint64_t tag)
+static void release(struct batcher *b, uint64_t tag)
+{
+	if (b->on_release != NULL)
+		b->on_release(tag, b->release_arg);
+}
+
+void batcher_on_release(struct batcher *b, void (*fn)(uint64_t tag, void *arg), void *arg)
+{
+	b->on_release = fn;
+	b->release_arg = arg;
+}
+
+enum batch_add batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len, uint64_t tag)
 {
 	bool was_empty = keyset_count(ch->pending) == 0;
+	uint64_t old_tag = 0;
 	ch->keys_received++;
 	if (keyset_count(ch->pending) >= b->policy.max_pending && !keyset_contains(ch->pending, key, len)) {
 		ch->keys_overflowed++;
-		return 1;
+		return BATCH_KEY_DROPPED;
 	}
-	if (keyset_add(ch->pending, key, len, tag) == 1 && was_empty) {
-		ch->first_pending_at = ev_now(b->loop);
-		rearm(b);
+	switch (keyset_add(ch->pending, key, len, tag, &old_tag)) {
+	case 0:
+		return BATCH_KEY_PENDING;
+	case 2:
+		release(b, old_tag);
+		return BATCH_KEY_NEW;
+	default:
+		if (was_empty) {
+			ch->first_pending_at = ev_now(b->loop);
+			rearm(b);
+		}
+		return BATCH_KEY_NEW;
 	}
-	return 0;
 }
 
 void batcher_count_malformed(struct batch_channel *ch)
@@ -230,6 +260,8 @@ uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long 
 		if (!ok)
 			log_warning("batch failed for a channel no longer configured channel=%s keys=%zu",
 			            batch->channel, batch->n);
+		for (size_t i = 0; i < batch->n; i++)
+			release(b, batch->tags[i]);
 		batch_free(batch);
 		return 0;
 	}
@@ -240,11 +272,21 @@ uint32_t batcher_complete(struct batcher *b, struct batch *batch, bool ok, long 
 		ch->rows_written += rows_written > 0 ? (uint64_t)rows_written : 0;
 		backoff_reset(&ch->retry);
 		ch->retry_at = 0;
+		for (size_t i = 0; i < batch->n; i++)
+			release(b, batch->tags[i]);
 	} else {
 		ch->batches_failed++;
 		bool was_empty = keyset_count(ch->pending) == 0;
-		for (size_t i = 0; i < batch->n; i++)
-			keyset_add(ch->pending, batch->keys[i], strlen(batch->keys[i]), batch->tags[i]);
+		for (size_t i = 0; i < batch->n; i++) {
+			/* Back to pending; of two entries of one key the smaller tag stays. */
+			uint64_t old_tag = 0;
+			int r =
+			    keyset_add(ch->pending, batch->keys[i], strlen(batch->keys[i]), batch->tags[i], &old_tag);
+			if (r == 0)
+				release(b, batch->tags[i]);
+			else if (r == 2)
+				release(b, old_tag);
+		}
 		if (was_empty)
 			ch->first_pending_at = ev_now(b->loop);
 		delay = backoff_next_ms(&ch->retry, (uint32_t)random());

@@ -72,10 +72,22 @@ size_t batcher_set_channels(struct batcher *b, const struct catalog *cat, enum d
 
 struct batch_channel *batcher_find(struct batcher *b, const char *name);
 
-/* Add one canonical key with its tag: 0 (added, or already pending); 1 when
- * the channel already holds max_pending keys and this one is new: it is
- * dropped and counted, and the caller must have the rollup reconciled. */
-int batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len, uint64_t tag);
+/* What batcher_add_key() did with a key. */
+enum batch_add {
+	BATCH_KEY_NEW,     /* the key (or its smaller tag) holds an entry now */
+	BATCH_KEY_PENDING, /* already pending with a tag no larger: nothing new */
+	BATCH_KEY_DROPPED, /* the channel holds max_pending keys and this one is new: dropped and
+	                      counted; the caller must have the rollup reconciled */
+};
+
+/* Add one canonical key with its tag. */
+enum batch_add batcher_add_key(struct batcher *b, struct batch_channel *ch, const char *key, size_t len, uint64_t tag);
+/* `fn` hears every tag whose entry leaves without its key being refreshed
+ * by a later batch of it: a refreshed batch's keys, a key merged into an
+ * entry of a smaller tag, keys dropped with their channel. With NEW
+ * returns counted as entries, it lets a caller know when no key of a tag is
+ * left (the WAL mode's transactions). */
+void batcher_on_release(struct batcher *b, void (*fn)(uint64_t tag, void *arg), void *arg);
 /* A key that could not be parsed: counted. */
 void batcher_count_malformed(struct batch_channel *ch);
 

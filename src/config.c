@@ -63,6 +63,10 @@ static const struct key_spec keys[] = {
     INT_KEY("queue", "poll_ms", queue_poll_ms, 0, 3600000, 1000),
     INT_KEY("queue", "stats_interval_s", queue_stats_interval_s, 0, 86400, 10),
     INT_KEY("queue", "parallel", queue_parallel, 1, 64, 2),
+    STR_KEY("wal", "slot", wal_slot, "rollupd"),
+    INT_KEY("wal", "status_interval_ms", wal_status_interval_ms, 10, 60000, 1000),
+    INT_KEY("wal", "stats_interval_s", wal_stats_interval_s, 0, 86400, 10),
+    INT_KEY("wal", "visibility_wait_ms", wal_visibility_wait_ms, 0, 600000, 1000),
     {"log", "level", V_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0, "info"},
     INT_KEY("log", "summary_interval_s", log_summary_interval_s, 0, 86400, 60),
     STR_KEY("metrics", "listen", metrics_listen, NULL),
@@ -74,7 +78,7 @@ static const struct key_spec keys[] = {
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"database", "batch",   "reconcile", "queue",
+static const char *const sections[] = {"database", "batch",   "reconcile", "queue", "wal",
                                        "standby",  "metrics", "log",       "daemon"};
 
 static void set_error(char *err, size_t errlen, const char *path, int line, const char *fmt, ...)
@@ -392,6 +396,15 @@ struct config *config_load(const char *path, const char *conninfo_override, char
 	}
 	if (check_pairs(out, path, err, errlen) != 0)
 		goto done;
+	/* A replication slot's name: lower-case letters, digits and underscores. */
+	if (strlen(out->wal_slot) > 63 ||
+	    strspn(out->wal_slot, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(out->wal_slot)) {
+		const config_setting_t *ws = config_lookup(&lc, "wal.slot");
+		set_error(err, errlen, path, ws ? config_setting_source_line(ws) : 0,
+		          "wal.slot \"%s\" is not a replication slot name (lower-case letters, digits, _; at most 63)",
+		          out->wal_slot);
+		goto done;
+	}
 	char host[256], port[16];
 	if (out->metrics_listen != NULL &&
 	    hostport_parse(out->metrics_listen, host, sizeof(host), port, sizeof(port)) != 0) {
@@ -424,6 +437,7 @@ void config_free(struct config *cfg)
 	free(cfg->conninfo);
 	free(cfg->pidfile);
 	free(cfg->metrics_listen);
+	free(cfg->wal_slot);
 	free(cfg->path);
 	free(cfg);
 }

@@ -45,6 +45,12 @@ struct config {
 	int queue_stats_interval_s;
 	int queue_parallel;
 
+	/* wal: the WAL delivery mode */
+	char *wal_slot;
+	int wal_status_interval_ms;
+	int wal_stats_interval_s;
+	int wal_visibility_wait_ms;
+
 	/* metrics: HTTP /metrics, /healthz, /livez; NULL = off */
 	char *metrics_listen;
 

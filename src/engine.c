@@ -53,7 +53,8 @@ struct engine {
 	struct stats *stats;
 	struct catalog catalog;
 
-	bool ready; /* listening and caught up */
+	bool ready;            /* listening and caught up */
+	bool applying_catalog; /* readiness is decided once the catalog is applied */
 	bool dispatching;
 	bool dispatch_again;
 	unsigned turn;
@@ -175,10 +176,18 @@ static void arm_summary(struct engine *e)
 	}
 }
 
+static bool sources_ready(const struct engine *e)
+{
+	for (size_t i = 0; i < e->n_sources; i++)
+		if (e->sources[i]->ops->ready != NULL && !e->sources[i]->ops->ready(e->sources[i]->impl))
+			return false;
+	return true;
+}
+
 static void update_readiness(struct engine *e)
 {
 	bool standby = listener_standby(e->listener);
-	bool ready = standby || (listener_listening(e->listener) && !walks_catching_up(e->walks));
+	bool ready = standby || (listener_listening(e->listener) && !walks_catching_up(e->walks) && sources_ready(e));
 
 	if (ready == e->ready)
 		return;
@@ -371,13 +380,39 @@ static bool source_reconcile(void *arg, const char *rollup, enum walk_reason rea
 {
 	struct engine *e = arg;
 	bool arranged = walks_begin_or_again(e->walks, rollup, reason, ev_now(e->loop));
+	update_readiness(e);
 	dispatch(e);
 	return arranged;
+}
+
+static bool source_walking(void *arg, const char *rollup)
+{
+	struct engine *e = arg;
+	return walks_active(e->walks, rollup);
+}
+
+static void source_state_changed(void *arg)
+{
+	struct engine *e = arg;
+	if (!e->applying_catalog && (e->phase == PHASE_STARTING || e->phase == PHASE_RUNNING))
+		update_readiness(e);
+}
+
+static bool source_fatal(void *arg, int code, const char *reason)
+{
+	struct engine *e = arg;
+	if (e->phase != PHASE_STARTING)
+		return false;
+	log_error("cannot start: %s", reason);
+	e->exit_code = code;
+	finish_stop(e, "at start");
+	return true;
 }
 
 static void on_listening(struct catalog *cat, bool new_session, void *arg)
 {
 	struct engine *e = arg;
+	e->applying_catalog = true;
 	for (size_t i = 0; i < e->n_sources; i++)
 		e->sources[i]->ops->set_catalog(e->sources[i]->impl, cat, new_session);
 
@@ -394,6 +429,7 @@ static void on_listening(struct catalog *cat, bool new_session, void *arg)
 			walks_begin(e->walks, rollup, WALK_CATCH_UP, ev_now(e->loop));
 	}
 	catalog_free(&old);
+	e->applying_catalog = false;
 	/* Keys isolated before this session (or by another rollupd) are retried
 	 * on their schedule: one pass finds out when. */
 	if (new_session)
@@ -421,8 +457,10 @@ static void on_standby(void *arg)
 {
 	struct engine *e = arg;
 	struct catalog none = {0};
+	e->applying_catalog = true;
 	for (size_t i = 0; i < e->n_sources; i++)
 		e->sources[i]->ops->set_catalog(e->sources[i]->impl, &none, true);
+	e->applying_catalog = false;
 	walks_set_rollups(e->walks, &none);
 	catalog_free(&e->catalog);
 	update_readiness(e);
@@ -520,6 +558,9 @@ static int on_http(const char *path, struct http_body *body, const char **conten
 		/* Ready: the listener LISTENs and the catch-up is done. */
 		bool ok = e->ready && !listener_standby(e->listener) && e->phase == PHASE_RUNNING;
 		http_body_printf(body, "%s\n", ok ? "ready" : state_name(e));
+		for (size_t i = 0; i < e->n_sources; i++)
+			if (e->sources[i]->ops->report != NULL)
+				e->sources[i]->ops->report(e->sources[i]->impl, REPORT_HEALTH, body);
 		return ok ? 200 : 503;
 	}
 	if (strcmp(path, "/livez") == 0) {
@@ -574,9 +615,13 @@ struct engine *engine_new(struct ev_loop *loop, struct config *cfg, void (*on_re
 	                         .poison = e->poison,
 	                         .due = source_due,
 	                         .reconcile = source_reconcile,
+	                         .walking = source_walking,
+	                         .state_changed = source_state_changed,
+	                         .fatal = source_fatal,
 	                         .arg = e};
 	e->sources[e->n_sources++] = notify_source_new(&env, cfg);
 	e->sources[e->n_sources++] = queue_source_new(&env, cfg);
+	e->sources[e->n_sources++] = wal_source_new(&env, cfg);
 
 	struct pgconn_settings settings = settings_from(cfg);
 	struct pool_handler ph = {.on_ready = on_worker_ready, .on_down = on_worker_down, .arg = e};

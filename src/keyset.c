@@ -109,7 +109,7 @@ int keyset_contains(const struct keyset *set, const char *key, size_t len)
 	return set->slots[find_slot(set, key, len, hash_key(key, len))] != EMPTY;
 }
 
-int keyset_add(struct keyset *set, const char *key, size_t len, uint64_t tag)
+int keyset_add(struct keyset *set, const char *key, size_t len, uint64_t tag, uint64_t *old_tag)
 {
 	if (set->count == set->capacity)
 		grow(set);
@@ -118,9 +118,12 @@ int keyset_add(struct keyset *set, const char *key, size_t len, uint64_t tag)
 	size_t slot = find_slot(set, key, len, h);
 	if (set->slots[slot] != EMPTY) {
 		size_t k = set->slots[slot];
-		if (tag < set->tags[k])
-			set->tags[k] = tag;
-		return 0;
+		if (tag >= set->tags[k])
+			return 0;
+		if (old_tag != NULL)
+			*old_tag = set->tags[k];
+		set->tags[k] = tag;
+		return 2;
 	}
 	set->keys[set->count] = xstrndup(key, len);
 	set->hashes[set->count] = h;

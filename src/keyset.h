@@ -15,9 +15,10 @@ struct keyset;
 struct keyset *keyset_new(void);
 void keyset_free(struct keyset *set);
 
-/* 1 when the key was added, 0 when it was already present (its tag becomes
- * the smaller of the two). */
-int keyset_add(struct keyset *set, const char *key, size_t len, uint64_t tag);
+/* 1 when the key was added; 0 when it was already present with a tag no
+ * larger; 2 when it was present with a larger tag, which `tag` replaces
+ * (the old one in `*old_tag`, when not NULL). */
+int keyset_add(struct keyset *set, const char *key, size_t len, uint64_t tag, uint64_t *old_tag);
 int keyset_contains(const struct keyset *set, const char *key, size_t len);
 size_t keyset_count(const struct keyset *set);
 

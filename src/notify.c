@@ -51,7 +51,7 @@ struct parse_ctx {
 static int add_key(const char *key, size_t len, void *arg)
 {
 	struct parse_ctx *ctx = arg;
-	if (batcher_add_key(ctx->ns->batcher, ctx->ch, key, len, 0) == 1)
+	if (batcher_add_key(ctx->ns->batcher, ctx->ch, key, len, 0) == BATCH_KEY_DROPPED)
 		ctx->dropped++;
 	return 0;
 }

@@ -86,6 +86,26 @@ static int check_text(const char *token, size_t len, const char **reason)
 	return 0;
 }
 
+const char *payload_key(const char *value, size_t len, enum key_type type, char *out, size_t outlen,
+                        size_t *outlen_used)
+{
+	const char *reason = NULL;
+	if (type == KEY_BIGINT) {
+		if (canonical_bigint(value, len, out, outlen, &reason) != 0)
+			return reason;
+		*outlen_used = strlen(out);
+		return NULL;
+	}
+	if (check_text(value, len, &reason) != 0)
+		return reason;
+	if (len >= outlen)
+		return "text key too long";
+	memcpy(out, value, len);
+	out[len] = '\0';
+	*outlen_used = len;
+	return NULL;
+}
+
 int payload_parse(const char *payload, enum key_type type, const struct payload_handler *h)
 {
 	int malformed = 0;

@@ -37,4 +37,10 @@ struct payload_handler {
  */
 int payload_parse(const char *payload, enum key_type type, const struct payload_handler *h);
 
+/* One key as it comes (a column's text value: not split, not trimmed), in
+ * canonical form into `out` (PAYLOAD_MAX_TEXT_KEY + 1 bytes suffice) with
+ * its length: NULL, or why it is malformed. */
+const char *payload_key(const char *value, size_t len, enum key_type type, char *out, size_t outlen,
+                        size_t *outlen_used);
+
 #endif

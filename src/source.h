@@ -19,6 +19,7 @@
 #include "config.h"
 #include "walk.h"
 
+struct http_body;
 struct poison;
 struct stats;
 
@@ -28,6 +29,7 @@ enum job_kind {
 	JOB_QUEUE_STEP, /* a queue drain, re-arm, last look or stats read */
 	JOB_RECONCILE,  /* a chunk of a reconcile walk */
 	JOB_POISON,     /* a retry pass over poison keys */
+	JOB_STATS,      /* a source reading its own state (the WAL mode's slot) */
 };
 
 /*
@@ -49,6 +51,7 @@ struct job {
 		struct queue_job *queue;
 		struct walk_chunk *chunk;
 	} u;
+	void *extra; /* the owner's own state of this job, if any */
 };
 
 /* A channel's counters, the same for every mode (stats.c renders them). */
@@ -79,7 +82,22 @@ struct source_env {
 	/* Keys of `rollup` may have been lost: walk it (a walk under way walks
 	 * once more when it ends). False when that was already arranged. */
 	bool (*reconcile)(void *arg, const char *rollup, enum walk_reason reason);
+	/* Is a walk of `rollup` under way (or due)? */
+	bool (*walking)(void *arg, const char *rollup);
+	/* The source's readiness may have changed. */
+	void (*state_changed)(void *arg);
+	/* The source cannot work: at start this ends the process with `code`
+	 * (sysexits.h) and true; later it is only logged (false) and the source
+	 * retries. */
+	bool (*fatal)(void *arg, int code, const char *reason);
 	void *arg;
+};
+
+/* What a source adds to the engine's reports. */
+enum source_report {
+	REPORT_METRICS, /* Prometheus families */
+	REPORT_SUMMARY, /* " key=value" pairs for the summary line */
+	REPORT_HEALTH,  /* a detail line for /healthz */
 };
 
 struct source_ops {
@@ -104,6 +122,10 @@ struct source_ops {
 	void (*reload)(void *impl, const struct config *cfg);
 	/* Channel i's counters into `out`; false past the last channel. */
 	bool (*channel)(const void *impl, size_t i, struct channel_stats *out);
+	/* Ready to deliver keys (NULL: always). */
+	bool (*ready)(const void *impl);
+	/* Append what the mode itself reports (NULL: nothing). */
+	void (*report)(const void *impl, enum source_report what, struct http_body *b);
 	void (*free)(void *impl);
 };
 
@@ -115,6 +137,7 @@ struct source {
 /* The sources, one per mode (each in its own file). */
 struct source *notify_source_new(const struct source_env *env, const struct config *cfg);
 struct source *queue_source_new(const struct source_env *env, const struct config *cfg);
+struct source *wal_source_new(const struct source_env *env, const struct config *cfg);
 
 /* For the modes' constructors: `impl` with its operations. */
 struct source *source_new(const struct source_ops *ops, void *impl);

@@ -158,11 +158,16 @@ void stats_summary(struct stats *st, const struct stats_view *v, ev_tstamp now)
 	double p99 = wait_quantile(st, 0.99);
 	if (p99 >= 0)
 		snprintf(wait, sizeof(wait), " queue_wait_p99_s<=%g", p99);
+	struct http_body more = {0};
+	for (size_t i = 0; i < v->n_sources; i++)
+		if (v->sources[i]->ops->report != NULL)
+			v->sources[i]->ops->report(v->sources[i]->impl, REPORT_SUMMARY, &more);
 	log_info("summary state=%s keys_refreshed=%llu keys_per_s=%.1f pending_keys=%zu queue_depth=%lld%s"
-	         " workers=%zu/%zu poison_keys=%llu notifications=%llu",
+	         " workers=%zu/%zu poison_keys=%llu notifications=%llu%s",
 	         v->state, (unsigned long long)(keys - st->summary_keys), st->keys_per_s, stats_pending(v), depth, wait,
 	         v->workers_connected, v->workers_configured, (unsigned long long)poison_keys(v),
-	         (unsigned long long)v->notifications);
+	         (unsigned long long)v->notifications, more.data ? more.data : "");
+	free(more.data);
 	stats_summary_start(st, v, now);
 }
 
@@ -310,6 +315,9 @@ void stats_render_metrics(const struct stats *st, const struct stats_view *v, st
 	       "pg_notification_queue_usage() at the listener's last ping (0-1).");
 	if (v->notify_queue_usage >= 0)
 		http_body_printf(b, "rollupd_notification_queue_usage %g\n", v->notify_queue_usage);
+	for (size_t i = 0; i < v->n_sources; i++)
+		if (v->sources[i]->ops->report != NULL)
+			v->sources[i]->ops->report(v->sources[i]->impl, REPORT_METRICS, b);
 	histogram(b, "rollupd_queue_wait_seconds",
 	          "How long drained keys waited in the queue, from the writer's transaction to their drain.",
 	          st->wait_counts, false, st->wait_count, st->wait_sum_s);

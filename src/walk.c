@@ -128,7 +128,8 @@ static void begin(struct walk *w, enum walk_reason reason, ev_tstamp now)
 		w->after = NULL;
 	}
 	w->active = true;
-	w->catch_up = w->catch_up || reason == WALK_CATCH_UP;
+	/* Readiness waits for the walks that make up for changes nobody heard. */
+	w->catch_up = w->catch_up || reason == WALK_CATCH_UP || reason == WALK_SLOT_REBUILT;
 	w->started = now;
 	w->last_log = now;
 	w->fixed = 0;
@@ -255,6 +256,12 @@ ev_tstamp walks_next_retry(const struct walks *ws, ev_tstamp now)
 			next = w->retry_at;
 	}
 	return next;
+}
+
+bool walks_active(const struct walks *ws, const char *rollup)
+{
+	const struct walk *w = find(ws, rollup);
+	return w != NULL && (w->active || w->again);
 }
 
 bool walks_catching_up(const struct walks *ws)

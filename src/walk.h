@@ -84,6 +84,8 @@ bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *erro
 
 /* The earliest retry of a failed chunk still to come, or 0. */
 ev_tstamp walks_next_retry(const struct walks *ws, ev_tstamp now);
+/* A walk of `rollup` is under way, or due once the one under way ends. */
+bool walks_active(const struct walks *ws, const char *rollup);
 /* A catch-up walk is under way (readiness waits for it). */
 bool walks_catching_up(const struct walks *ws);
 /* Deactivate every walk and refuse new ones (a stop). */

@@ -60,8 +60,12 @@ CREATE TABLE IF NOT EXISTS rollupd.rollup (
     build_fn        text,
     source_tables   text[] NOT NULL DEFAULT '{}',
     description     text,
-    -- When a rollupd last finished a full reconcile walk of it.
-    last_reconciled_at timestamptz
+    -- The walks: when the one under way started (its first chunk), and when
+    -- the last complete one started and finished. WAL mode needs a walk that
+    -- started after its slot was created (rollupd.wal_slot).
+    walk_started_at      timestamptz,
+    last_walk_started_at timestamptz,
+    last_reconciled_at   timestamptz
 );
 
 -- One row per channel: a stream of keys of one type, the function that
@@ -153,6 +157,14 @@ CREATE TABLE IF NOT EXISTS rollupd.doorbell (
 -- before the crash may be gone too, and rollupd reconciles the rollup.
 CREATE UNLOGGED TABLE IF NOT EXISTS rollupd.queue_sentinel (
     channel text PRIMARY KEY
+);
+
+-- WAL mode: the replication slots rollupd created, and when. Changes made
+-- before a slot existed never reach its stream, so every WAL-mode rollup
+-- needs one complete reconcile walk that started after this time.
+CREATE TABLE IF NOT EXISTS rollupd.wal_slot (
+    slot_name  text PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- ==== Internal functions ====
@@ -326,10 +338,52 @@ $$;
 
 -- ==== Public functions: what rollupd calls ====
 
+-- WAL mode: are these transactions (32-bit xids from the stream, all
+-- committed and recent) visible to a snapshot taken now? The walsender can
+-- send a commit before other sessions see it (and later still under
+-- synchronous replication): a refresh must not compute from a snapshot that
+-- misses it.
+CREATE OR REPLACE FUNCTION rollupd.xids_visible(xids bigint[])
+RETURNS boolean
+LANGUAGE sql VOLATILE
+AS $$
+    WITH s AS (SELECT pg_current_snapshot() AS snap),
+         h AS (SELECT snap, pg_snapshot_xmax(snap)::text::bigint AS xmax FROM s)
+    SELECT coalesce(bool_and(pg_visible_in_snapshot(
+               -- The full xid: the epoch of xmax, one less when the xid wrapped after it.
+               (CASE WHEN x <= (h.xmax & 4294967295) THEN (h.xmax & ~4294967295::bigint) | x
+                     ELSE ((h.xmax & ~4294967295::bigint) - 4294967296) | x END)::text::xid8,
+               h.snap)), true)
+      FROM h, unnest(xids) AS x
+$$;
+
+-- Wait up to wait_ms until every one of `xids` is visible; raise (SQLSTATE
+-- 55000, so the batch fails whole and rollupd retries it) if one is not.
+CREATE OR REPLACE FUNCTION rollupd.wait_visible(xids bigint[], wait_ms integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + wait_ms * interval '1 millisecond';
+BEGIN
+    LOOP
+        EXIT WHEN rollupd.xids_visible(xids);
+        IF clock_timestamp() >= deadline THEN
+            RAISE EXCEPTION 'rollupd: a streamed transaction is not visible yet after % ms (synchronous replication?)',
+                wait_ms USING ERRCODE = '55000';
+        END IF;
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+END
+$$;
+
 -- A batch of a channel's keys: the refresh, with poison keys isolated. Keys
 -- already in rollupd.poison are left to poison_retry. `detail` lists (up to
--- 10) newly failed keys with their error.
-CREATE OR REPLACE FUNCTION rollupd.refresh_keys(p_channel text, p_keys text[],
+-- 10) newly failed keys with their error. WAL mode passes the transactions
+-- the keys come from: the refresh waits until they are visible (each later
+-- statement of the refresh then has a snapshot that sees them).
+CREATE OR REPLACE FUNCTION rollupd.refresh_keys(p_channel text, p_keys text[], p_xids bigint[] DEFAULT NULL,
+                                                p_wait_ms integer DEFAULT 0,
                                                 OUT written bigint, OUT poisoned integer, OUT detail text)
 LANGUAGE plpgsql
 AS $$
@@ -340,6 +394,9 @@ DECLARE
 BEGIN
     written := 0;
     poisoned := 0;
+    IF p_xids IS NOT NULL AND cardinality(p_xids) > 0 THEN
+        PERFORM rollupd.wait_visible(p_xids, p_wait_ms);
+    END IF;
     IF EXISTS (SELECT 1 FROM rollupd.poison p WHERE p.channel = p_channel) THEN
         SELECT array_agg(k) INTO keys FROM unnest(p_keys) k
          WHERE NOT EXISTS (SELECT 1 FROM rollupd.poison p WHERE p.channel = p_channel AND p.key = k);
@@ -427,12 +484,18 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'rollupd: no rollup named %', p_rollup;
     END IF;
+    IF after IS NULL THEN
+        -- A walk starts (transaction time: before anything this chunk reads).
+        UPDATE rollupd.rollup SET walk_started_at = now() WHERE name = p_rollup;
+        r.walk_started_at := now();
+    END IF;
     IF after IS NULL AND r.build_fn IS NOT NULL THEN
         EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rollupd.checked_name(r.derived_table)) INTO empty;
         IF empty THEN
             EXECUTE format('SELECT %s()', rollupd.checked_name(r.build_fn)) INTO fixed;
             last_key := NULL;
-            UPDATE rollupd.rollup SET last_reconciled_at = now() WHERE name = p_rollup;
+            UPDATE rollupd.rollup SET last_walk_started_at = walk_started_at, last_reconciled_at = now()
+             WHERE name = p_rollup;
             RETURN;
         END IF;
     END IF;
@@ -440,7 +503,8 @@ BEGIN
     IF keys IS NULL THEN
         last_key := NULL;
         fixed := 0;
-        UPDATE rollupd.rollup SET last_reconciled_at = now() WHERE name = p_rollup;
+        UPDATE rollupd.rollup SET last_walk_started_at = walk_started_at, last_reconciled_at = now()
+         WHERE name = p_rollup;
         RETURN;
     END IF;
     last_key := keys[cardinality(keys)];
@@ -489,8 +553,9 @@ $$;
 -- (the default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured
 -- a few points faster for writers (BENCHMARKS.md), but a crash empties it,
 -- which costs a full reconcile. Leaving queue mode refuses while keys are
--- still queued (let rollupd drain them first). The light triggers follow:
--- a channel in wal mode has none.
+-- still queued (let rollupd drain them first). The light triggers follow
+-- (a channel in wal mode has none), and so does the WAL mode's publication.
+-- Run it as the tables' owner.
 CREATE OR REPLACE FUNCTION rollupd.set_delivery(p_channel text, p_delivery text, p_table text DEFAULT 'logged')
 RETURNS void
 LANGUAGE plpgsql
@@ -545,6 +610,7 @@ BEGIN
     FOR t IN SELECT DISTINCT k.source_table FROM rollupd.capture k WHERE k.channel = p_channel LOOP
         PERFORM rollupd.capture_sync(t);
     END LOOP;
+    PERFORM rollupd.wal_publication_sync();
 END
 $$;
 
@@ -761,6 +827,7 @@ BEGIN
     FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
         PERFORM rollupd.capture_sync(t);
     END LOOP;
+    PERFORM rollupd.wal_publication_sync();
 END
 $$;
 
@@ -874,4 +941,151 @@ BEGIN
                                ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END, fn);
     END LOOP;
 END
+$$;
+
+-- ==== WAL mode: the publication, and what rollupd checks before it streams ====
+
+-- The columns of a table's replica identity: what the old row of an UPDATE
+-- or DELETE carries (NULL: every column, REPLICA IDENTITY FULL).
+CREATE OR REPLACE FUNCTION rollupd.identity_columns(p_table regclass)
+RETURNS text[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE c.relreplident
+               WHEN 'f' THEN NULL
+               WHEN 'n' THEN '{}'::text[]
+               ELSE coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum)
+                                FROM pg_index i
+                                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                               WHERE i.indrelid = c.oid
+                                 AND CASE c.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END),
+                             '{}') END
+      FROM pg_class c WHERE c.oid = p_table
+$$;
+
+-- The columns of the old row a capture row needs: its key and filter
+-- columns, when it covers updates (a row moving to another key) or deletes.
+CREATE OR REPLACE FUNCTION rollupd.capture_old_columns(events text[], key_column text, filter_column text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN events && '{update,delete}' THEN array_remove(ARRAY[key_column, filter_column], NULL)
+                ELSE '{}'::text[] END
+$$;
+
+-- Make publication `rollupd` cover exactly the source tables of the
+-- WAL-mode capture rows (created when the first channel goes to WAL mode,
+-- dropped with the last). A table whose replica identity does not carry the
+-- old-row columns its captures need gets REPLICA IDENTITY FULL (each rollup's
+-- install.sql says which of its tables that is, and why it is cheap there).
+-- Other tables are published with a column list: their identity and the
+-- columns the captures read, so the stream carries nothing else. Needs the
+-- tables' owner, like install.sql.
+CREATE OR REPLACE FUNCTION rollupd.wal_publication_sync()
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    t record;
+    ident text[];
+    members text[] := '{}';
+BEGIN
+    FOR t IN SELECT k.source_table::regclass AS rel,
+                    array_agg(DISTINCT c) FILTER (WHERE c IS NOT NULL) AS cols,
+                    array_agg(DISTINCT o) FILTER (WHERE o IS NOT NULL) AS old_cols
+               FROM rollupd.capture k
+               JOIN rollupd.channel ch ON ch.channel = k.channel AND ch.delivery = 'wal'
+               LEFT JOIN LATERAL unnest(k.watched_columns || k.key_column || k.filter_column) AS c ON true
+               LEFT JOIN LATERAL unnest(rollupd.capture_old_columns(k.events, k.key_column, k.filter_column)) AS o ON true
+              GROUP BY 1 ORDER BY 1::text LOOP
+        ident := rollupd.identity_columns(t.rel);
+        IF ident IS NOT NULL AND NOT coalesce(t.old_cols, '{}') <@ ident THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', t.rel);
+            ident := NULL;
+        END IF;
+        members := members || CASE WHEN ident IS NULL THEN t.rel::text
+                                   ELSE format('%s (%s)', t.rel, (SELECT string_agg(quote_ident(x), ', ' ORDER BY x)
+                                                                   FROM (SELECT DISTINCT x FROM unnest(ident || t.cols) x) u))
+                              END;
+    END LOOP;
+    IF cardinality(members) = 0 THEN
+        DROP PUBLICATION IF EXISTS rollupd;
+    ELSIF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'rollupd') THEN
+        EXECUTE format('ALTER PUBLICATION rollupd SET TABLE %s', array_to_string(members, ', '));
+    ELSE
+        EXECUTE format('CREATE PUBLICATION rollupd FOR TABLE %s', array_to_string(members, ', '));
+    END IF;
+END
+$$;
+
+-- What rollupd checks on its replication connection before it streams
+-- (wal.c), at start and after every reload: `problems` says in words what
+-- stops the WAL mode (empty: nothing); `slot` is the slot's state (missing,
+-- or pg_replication_slots.wal_status); `walk` names the WAL-mode rollups that
+-- have had no complete walk since the slot was created.
+CREATE OR REPLACE FUNCTION rollupd.wal_check(p_slot text, p_publication text,
+                                             OUT problems text[], OUT slot text, OUT walk text[])
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    k record;
+    ident text[];
+    published text[];
+    created timestamptz;
+BEGIN
+    problems := '{}';
+    IF current_setting('wal_level') <> 'logical' THEN
+        problems := problems || format('wal_level is %s: the WAL mode needs wal_level = logical (set it and restart PostgreSQL)',
+                                       current_setting('wal_level'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolreplication OR rolsuper)) THEN
+        problems := problems || format('role %s lacks the REPLICATION attribute (sql/roles.sql grants it when a rollup uses the WAL mode)',
+                                       current_user);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = p_publication) THEN
+        problems := problems || format('publication %s is missing (install the rollups with -v delivery=wal, as the tables'' owner)',
+                                       p_publication);
+    END IF;
+    FOR k IN SELECT c.*, to_regclass(c.source_table) AS rel FROM rollupd.capture c
+               JOIN rollupd.channel ch ON ch.channel = c.channel AND ch.delivery = 'wal'
+              ORDER BY c.channel, c.source_table LOOP
+        IF k.rel IS NULL THEN
+            problems := problems || format('table %s of channel %s does not exist', k.source_table, k.channel);
+            CONTINUE;
+        END IF;
+        SELECT pt.attnames INTO published
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_publication_tables pt ON pt.schemaname = n.nspname AND pt.tablename = c.relname
+         WHERE c.oid = k.rel AND pt.pubname = p_publication;
+        IF NOT FOUND THEN
+            problems := problems || format('publication %s does not cover table %s (channel %s)', p_publication, k.rel,
+                                           k.channel);
+        ELSIF NOT array_remove(k.watched_columns || k.key_column || k.filter_column, NULL) <@ published::text[] THEN
+            problems := problems || format('publication %s does not publish every column channel %s reads of table %s',
+                                           p_publication, k.channel, k.rel);
+        END IF;
+        ident := rollupd.identity_columns(k.rel);
+        IF ident IS NOT NULL AND NOT rollupd.capture_old_columns(k.events, k.key_column, k.filter_column) <@ ident THEN
+            problems := problems || format('table %s cannot deliver %s of its old rows (REPLICA IDENTITY %s): an update or delete would lose keys of channel %s (install.sql sets REPLICA IDENTITY FULL)',
+                                           k.rel, array_to_string(rollupd.capture_old_columns(k.events, k.key_column, k.filter_column), ', '),
+                                           CASE WHEN ident = '{}' THEN 'NOTHING' ELSE 'on ' || array_to_string(ident, ', ') END,
+                                           k.channel);
+        END IF;
+    END LOOP;
+    SELECT coalesce(s.wal_status, 'missing') INTO slot FROM pg_replication_slots s WHERE s.slot_name = p_slot;
+    slot := coalesce(slot, 'missing');
+    SELECT w.created_at INTO created FROM rollupd.wal_slot w WHERE w.slot_name = p_slot;
+    SELECT coalesce(array_agg(DISTINCT r.name ORDER BY r.name), '{}') INTO walk
+      FROM rollupd.rollup r JOIN rollupd.channel ch ON ch.rollup = r.name AND ch.delivery = 'wal'
+     WHERE created IS NULL OR r.last_walk_started_at IS NULL OR r.last_walk_started_at < created;
+END
+$$;
+
+-- rollupd created (or re-created) its slot: record when.
+CREATE OR REPLACE FUNCTION rollupd.wal_slot_created(p_slot text)
+RETURNS void
+LANGUAGE sql
+AS $$
+    INSERT INTO rollupd.wal_slot AS w (slot_name, created_at) VALUES (p_slot, now())
+    ON CONFLICT (slot_name) DO UPDATE SET created_at = now()
 $$;

@@ -192,6 +192,13 @@ SELECT rollupd.register_channel('eth_user_balances_user', 'eth_user_balances', '
                                 'rollupd.eth_user_balances_refresh');
 SELECT rollupd.register_channel('eth_user_balances_wallet', 'eth_user_balances', 'text',
                                 'rollupd.eth_user_balances_refresh_wallets');
+-- In WAL mode the old rows come from the replica identity: users (primary
+-- key user_id, txhash) and eth_wallet_balances (primary key wallet) carry
+-- the key in it and stay as they are; associated_wallets (primary key id)
+-- does not, and gets REPLICA IDENTITY FULL (rollupd.wal_publication_sync):
+-- a link moved to another user, and every unlink that deletes, must say the
+-- old user_id. It is small and rarely updated, so logging its whole old row
+-- costs little; the publication carries only the columns read here.
 SELECT rollupd.register_capture('eth_user_balances_wallet', 'eth_wallet_balances', 'wallet', '{balance}');
 SELECT rollupd.register_capture('eth_user_balances_user', 'associated_wallets', 'user_id',
                                 '{wallet,chain,user_id,is_current,is_delete}', 'chain', 'eth');

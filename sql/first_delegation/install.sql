@@ -164,6 +164,11 @@ SELECT rollupd.register_rollup(
     p_description => 'earliest delegation of each stake address to each pool');
 SELECT rollupd.register_channel('first_delegation_addr', 'first_delegation', 'bigint',
                                 'rollupd.first_delegation_refresh');
+-- In WAL mode delegation gets REPLICA IDENTITY FULL
+-- (rollupd.wal_publication_sync): a rollback deletes delegation rows, and the
+-- delete must say their addr_id, which the primary key (id) does not hold.
+-- db-sync only inserts and, on a rollback, deletes: FULL costs nothing on
+-- inserts and one old row per rolled-back certificate.
 SELECT rollupd.register_capture('first_delegation_addr', 'delegation', 'addr_id',
                                 '{addr_id,pool_hash_id,slot_no,tx_id,cert_index}');
 

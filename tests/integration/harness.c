@@ -19,6 +19,17 @@
 static pid_t started[MAX_DAEMONS];
 static int n_started;
 static bool atexit_set;
+static bool wal_mode;
+
+void harness_use_wal(void)
+{
+	wal_mode = true;
+}
+
+bool harness_wal(void)
+{
+	return wal_mode;
+}
 
 double now_seconds(void)
 {
@@ -122,7 +133,9 @@ void db_create_from(const char *template_db, char *name, size_t len)
 	static int counter;
 	snprintf(name, len, "t_%d_%d", (int)getpid(), ++counter);
 	PGconn *c = db_open("postgres");
-	db_exec(c, "CREATE DATABASE %s TEMPLATE %s", name, template_db);
+	/* In WAL mode, the same template with the rollups installed -v delivery=wal. */
+	db_exec(c, "CREATE DATABASE %s TEMPLATE %s%s", name, template_db,
+	        wal_mode && strstr(template_db, "_wal") == NULL ? "_wal" : "");
 	PQfinish(c);
 }
 
@@ -184,7 +197,12 @@ void daemon_configure(struct daemon *d, const char *db, const char *extra)
 	if (!strstr(extra, "log"))
 		off += (size_t)snprintf(sections + off, sizeof(sections) - off, "log = { level = \"debug\"; };\n");
 	if (!strstr(extra, "daemon"))
-		snprintf(sections + off, sizeof(sections) - off, "daemon = { shutdown_timeout_ms = 5000; };\n");
+		off += (size_t)snprintf(sections + off, sizeof(sections) - off,
+		                        "daemon = { shutdown_timeout_ms = 5000; };\n");
+	/* Slots are the cluster's, one per test database. */
+	if (!strstr(extra, "wal ="))
+		snprintf(sections + off, sizeof(sections) - off,
+		         "wal = { slot = \"%s\"; status_interval_ms = 100; stats_interval_s = 1; };\n", db);
 
 	FILE *f = fopen(d->conf, "w");
 	ck_assert_msg(f != NULL, "cannot write %s", d->conf);

@@ -19,6 +19,12 @@ struct daemon {
 	char db[64];
 };
 
+/* The WAL delivery mode for this test (a checked fixture calls it): the
+ * templates with the rollups installed -v delivery=wal, and rollupd streams
+ * a slot named after the test database. */
+void harness_use_wal(void);
+bool harness_wal(void);
+
 /* A fresh database from the template; returns its name (static storage per call site is not needed: copy it). */
 void db_create(char *name, size_t len);
 /* The same from another template: rollupd_fd_template (db-sync tables, empty) or

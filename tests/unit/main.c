@@ -15,6 +15,7 @@ int main(void)
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, keyset_suite());
 	srunner_add_suite(sr, payload_suite());
+	srunner_add_suite(sr, pgoutput_suite());
 	srunner_add_suite(sr, queue_suite());
 	srunner_add_suite(sr, walk_suite());
 	log_set_level(LOG_LEVEL_ERROR);

@@ -12,6 +12,7 @@ Suite *config_suite(void);
 Suite *http_suite(void);
 Suite *keyset_suite(void);
 Suite *payload_suite(void);
+Suite *pgoutput_suite(void);
 Suite *queue_suite(void);
 Suite *walk_suite(void);
 

@@ -40,7 +40,8 @@ static void teardown(void)
 
 static void add(const char *channel, const char *key)
 {
-	ck_assert_int_eq(batcher_add_key(b, batcher_find(b, channel), key, strlen(key), 0), 0);
+	enum batch_add r = batcher_add_key(b, batcher_find(b, channel), key, strlen(key), 0);
+	ck_assert(r == BATCH_KEY_NEW || r == BATCH_KEY_PENDING);
 }
 
 START_TEST(test_keys_wait_for_the_window)
@@ -65,8 +66,8 @@ START_TEST(test_pending_keys_stop_at_the_cap_and_count_the_dropped)
 		add("users", key);
 	}
 	/* Full: a new key is dropped (and counted), a pending one is not. */
-	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2, 0), 1);
-	ck_assert_int_eq(batcher_add_key(b, ch, "3", 1, 0), 0);
+	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2, 0), BATCH_KEY_DROPPED);
+	ck_assert_int_eq(batcher_add_key(b, ch, "3", 1, 0), BATCH_KEY_PENDING);
 	ck_assert_uint_eq(ch->keys_overflowed, 1);
 	ck_assert_uint_eq(batcher_pending(b), 10);
 	/* The other channel has its own cap. */
@@ -74,7 +75,7 @@ START_TEST(test_pending_keys_stop_at_the_cap_and_count_the_dropped)
 	/* Taking a batch makes room again. */
 	struct batch *batch = batcher_take(b, ev_now(loop));
 	ck_assert_uint_eq(batch->n, 3);
-	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2, 0), 0);
+	ck_assert_int_eq(batcher_add_key(b, ch, "11", 2, 0), BATCH_KEY_NEW);
 	batcher_complete(b, batch, true, 3);
 }
 END_TEST
@@ -181,21 +182,37 @@ END_TEST
 /* Tags travel with the keys, and a failed batch gives its keys back with the
  * smaller of their tag and a newer one's (the WAL mode's oldest transaction
  * that changed the key must stay unconfirmed until the key is refreshed). */
+static uint64_t released[8];
+static size_t n_released;
+
+static void on_release(uint64_t tag, void *arg)
+{
+	(void)arg;
+	if (n_released < 8)
+		released[n_released++] = tag;
+}
+
 START_TEST(test_failed_batch_keeps_the_oldest_tag)
 {
 	struct batch_channel *ch = batcher_find(b, "users");
-	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 7), 0);
-	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 9), 0); /* pending: keeps 7 */
+	batcher_on_release(b, on_release, NULL);
+	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 7), BATCH_KEY_NEW);
+	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 9), BATCH_KEY_PENDING); /* keeps 7 */
 	struct batch *batch = batcher_take(b, ev_now(loop) + 1);
 	ck_assert_uint_eq(batch->n, 1);
 	ck_assert_uint_eq(batch->tags[0], 7);
-	/* A newer change arrives while the batch is in flight, then the batch fails. */
-	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 12), 0);
+	/* A newer change arrives while the batch is in flight, then the batch
+	 * fails: one entry is left, with 7, and 12's entry is released. */
+	ck_assert_int_eq(batcher_add_key(b, ch, "1", 1, 12), BATCH_KEY_NEW);
 	batcher_complete(b, batch, false, 0);
+	ck_assert_uint_eq(n_released, 1);
+	ck_assert_uint_eq(released[0], 12);
 	batch = batcher_take(b, ev_now(loop) + 100);
 	ck_assert_uint_eq(batch->n, 1);
 	ck_assert_uint_eq(batch->tags[0], 7);
 	batcher_complete(b, batch, true, 1);
+	ck_assert_uint_eq(n_released, 2);
+	ck_assert_uint_eq(released[1], 7);
 }
 END_TEST
 
