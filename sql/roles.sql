@@ -36,7 +36,7 @@ BEGIN
     EXECUTE format('GRANT UPDATE (walk_started_at, last_walk_started_at, last_reconciled_at) ON rollupd.rollup TO %I', r);
     -- WAL mode: the slot rollupd creates is recorded, and the role may
     -- stream (the REPLICATION attribute; only a superuser may give it).
-    EXECUTE format('GRANT INSERT, UPDATE ON rollupd.wal_slot TO %I', r);
+    EXECUTE format('GRANT INSERT, UPDATE, DELETE ON rollupd.wal_slot TO %I', r);
     IF EXISTS (SELECT 1 FROM rollupd.channel WHERE delivery = 'wal')
        AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r AND rolreplication) THEN
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolsuper) THEN

@@ -20,7 +20,7 @@ const char CATALOG_QUERY[] =
     "SELECT r.name, r.key_type, c.channel, c.key_type, c.refresh_fn, c.delivery,"
     " t.oid, coalesce(format('%I.%I', t.nspname, t.relname), k.source_table), k.key_column, k.filter_column,"
     " k.filter_value, array_to_string(k.watched_columns, ','), array_to_string(k.events, ','),"
-    " k.channel IS NOT NULL"
+    " k.channel IS NOT NULL, (SELECT string_agg(w.slot_name, ',') FROM rollupd.wal_slot w)"
     " FROM rollupd.rollup r"
     " LEFT JOIN rollupd.channel c ON c.rollup = r.name"
     " LEFT JOIN rollupd.capture k ON k.channel = c.channel"
@@ -44,6 +44,7 @@ enum {
 	COL_WATCHED,
 	COL_EVENTS,
 	COL_HAS_CAPTURE,
+	COL_WAL_SLOTS,
 	NCOLS
 };
 
@@ -103,6 +104,7 @@ void catalog_free(struct catalog *cat)
 		channel_free(&cat->channels[i]);
 	for (size_t i = 0; cat->captures != NULL && i < cat->n_captures; i++)
 		capture_free(&cat->captures[i]);
+	free(cat->wal_slots);
 	free(cat->rollups);
 	free(cat->channels);
 	free(cat->captures);
@@ -234,6 +236,8 @@ int catalog_from_result(const PGresult *res, const struct config *cfg, struct ca
 	out->rollups = xcalloc((size_t)rows + 1, sizeof(*out->rollups));
 	out->channels = xcalloc((size_t)rows + 1, sizeof(*out->channels));
 	out->captures = xcalloc((size_t)rows + 1, sizeof(*out->captures));
+	if (rows > 0 && !PQgetisnull(res, 0, COL_WAL_SLOTS))
+		out->wal_slots = xstrdup(PQgetvalue(res, 0, COL_WAL_SLOTS));
 
 	for (int row = 0; row < rows;) {
 		const char *name = PQgetvalue(res, row, COL_NAME);
@@ -284,6 +288,18 @@ const struct catalog_channel *catalog_find_channel(const struct catalog *cat, co
 		if (strcmp(cat->channels[i].name, name) == 0)
 			return &cat->channels[i];
 	return NULL;
+}
+
+bool catalog_has_wal_slot(const struct catalog *cat, const char *slot)
+{
+	size_t n = strlen(slot);
+	for (const char *p = cat->wal_slots; p != NULL && *p != '\0';) {
+		size_t len = strcspn(p, ",");
+		if (len == n && strncmp(p, slot, n) == 0)
+			return true;
+		p += len + (p[len] == ',');
+	}
+	return false;
 }
 
 bool catalog_rollup_uses(const struct catalog *cat, const char *rollup, enum delivery delivery)

@@ -64,6 +64,7 @@ struct catalog {
 	size_t n_channels;
 	struct catalog_capture *captures;
 	size_t n_captures;
+	char *wal_slots; /* the slots rollupd.wal_slot records, "a,b" (NULL: none) */
 };
 
 /* The query that reads the catalog; its result feeds catalog_from_result(). */
@@ -83,6 +84,9 @@ void catalog_free(struct catalog *cat);
 
 const struct catalog_rollup *catalog_find_rollup(const struct catalog *cat, const char *name);
 const struct catalog_channel *catalog_find_channel(const struct catalog *cat, const char *name);
+
+/* Is `slot` recorded in rollupd.wal_slot (created by a rollupd)? */
+bool catalog_has_wal_slot(const struct catalog *cat, const char *slot);
 
 /* Does `rollup` have a channel in `delivery` mode? */
 bool catalog_rollup_uses(const struct catalog *cat, const char *rollup, enum delivery delivery);

@@ -9,31 +9,34 @@
 
 #include "config.h"
 
-enum { OPT_VERIFY = 256, OPT_RECONCILE, OPT_LIST };
+enum { OPT_VERIFY = 256, OPT_RECONCILE, OPT_LIST, OPT_DROP_SLOT };
 
 void cli_usage(FILE *out)
 {
-	fprintf(out, "Usage: rollupd [-c FILE] [-d CONNINFO] [-f]\n"
-	             "       rollupd [-c FILE] [-d CONNINFO] -t | --list | --verify NAME | --reconcile NAME\n"
-	             "\n"
-	             "Keeps derived PostgreSQL tables fresh: LISTENs for changed keys, batches them\n"
-	             "and runs each rollup's refresh function over a pool of connections.\n"
-	             "\n"
-	             "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-	             "  -d, --dbname CONNINFO  libpq connection string, overrides database.conninfo\n"
-	             "  -f, --foreground     stay in the foreground and log to stderr\n"
-	             "  -t, --check-config   check the configuration and exit (0 valid, 78 invalid)\n"
-	             "      --list           list the rollups registered in the database\n"
-	             "      --verify NAME    read-only check of a rollup: exit 0 if no mismatch, 1 otherwise\n"
-	             "      --reconcile NAME repair a rollup's derived rows once and print rows fixed\n"
-	             "  -V, --version        print the version\n"
-	             "  -h, --help           print this help\n");
+	fprintf(out,
+	        "Usage: rollupd [-c FILE] [-d CONNINFO] [-f]\n"
+	        "       rollupd [-c FILE] [-d CONNINFO] -t | --list | --verify NAME | --reconcile NAME | --drop-slot\n"
+	        "\n"
+	        "Keeps derived PostgreSQL tables fresh: LISTENs for changed keys, batches them\n"
+	        "and runs each rollup's refresh function over a pool of connections.\n"
+	        "\n"
+	        "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+	        "  -d, --dbname CONNINFO  libpq connection string, overrides database.conninfo\n"
+	        "  -f, --foreground     stay in the foreground and log to stderr\n"
+	        "  -t, --check-config   check the configuration and exit (0 valid, 78 invalid)\n"
+	        "      --list           list the rollups registered in the database\n"
+	        "      --verify NAME    read-only check of a rollup: exit 0 if no mismatch, 1 otherwise\n"
+	        "      --reconcile NAME repair a rollup's derived rows once and print rows fixed\n"
+	        "      --drop-slot      drop the WAL mode's replication slot (wal.slot), and the\n"
+	        "                       publication when no rollup uses the WAL mode\n"
+	        "  -V, --version        print the version\n"
+	        "  -h, --help           print this help\n");
 }
 
 static int set_mode(struct cli_options *o, enum cli_mode mode, char *err, size_t errlen)
 {
 	if (o->mode != CLI_DAEMON && o->mode != mode) {
-		snprintf(err, errlen, "-t, --list, --verify and --reconcile are mutually exclusive");
+		snprintf(err, errlen, "-t, --list, --verify, --reconcile and --drop-slot are mutually exclusive");
 		return -1;
 	}
 	o->mode = mode;
@@ -50,6 +53,7 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 	    {"verify", required_argument, NULL, OPT_VERIFY},
 	    {"reconcile", required_argument, NULL, OPT_RECONCILE},
 	    {"list", no_argument, NULL, OPT_LIST},
+	    {"drop-slot", no_argument, NULL, OPT_DROP_SLOT},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -84,6 +88,10 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			break;
 		case OPT_LIST:
 			if (set_mode(o, CLI_LIST, err, errlen) != 0)
+				return -1;
+			break;
+		case OPT_DROP_SLOT:
+			if (set_mode(o, CLI_DROP_SLOT, err, errlen) != 0)
 				return -1;
 			break;
 		case 'V':

@@ -15,6 +15,7 @@ enum cli_mode {
 	CLI_VERIFY,       /* --verify NAME */
 	CLI_RECONCILE,    /* --reconcile NAME */
 	CLI_LIST,         /* --list */
+	CLI_DROP_SLOT,    /* --drop-slot */
 	CLI_VERSION,      /* -V */
 	CLI_HELP,         /* -h */
 };

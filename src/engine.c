@@ -354,6 +354,20 @@ static struct source *source_of(const struct engine *e, enum delivery mode)
 	return NULL;
 }
 
+/* Did one of `rollup`'s channels change delivery mode between the catalogs? */
+static bool delivery_changed(const struct catalog *old, const struct catalog *cat, const char *rollup)
+{
+	for (size_t i = 0; i < cat->n_channels; i++) {
+		const struct catalog_channel *ch = &cat->channels[i];
+		if (strcmp(ch->rollup, rollup) != 0)
+			continue;
+		const struct catalog_channel *was = catalog_find_channel(old, ch->name);
+		if (was != NULL && was->delivery != ch->delivery)
+			return true;
+	}
+	return false;
+}
+
 /* A rollup whose keys could have been missed while nobody listened: one with
  * a channel in a mode that loses keys then, or with no channel at all. */
 static bool needs_catch_up(const struct engine *e, const char *rollup)
@@ -427,6 +441,11 @@ static void on_listening(struct catalog *cat, bool new_session, void *arg)
 		/* Reconcile what this session (or this reload) just started listening for. */
 		if ((new_session || is_new) && e->cfg->reconcile_on_connect && needs_catch_up(e, rollup))
 			walks_begin(e->walks, rollup, WALK_CATCH_UP, ev_now(e->loop));
+		/* Keys that went to the old mode after rollupd last read the catalog
+		 * (a queue it no longer drains, a stream it no longer reads) and
+		 * keys it held for that mode are found again by a walk. */
+		else if (!is_new && delivery_changed(&old, &e->catalog, rollup))
+			walks_begin(e->walks, rollup, WALK_DELIVERY_CHANGED, ev_now(e->loop));
 	}
 	catalog_free(&old);
 	e->applying_catalog = false;
@@ -473,6 +492,9 @@ static void on_listener_down(const char *reason, bool was_up, uint32_t failures,
 
 	if (e->phase == PHASE_STOPPING || e->phase == PHASE_STOPPED)
 		return;
+	for (size_t i = 0; i < e->n_sources; i++)
+		if (e->sources[i]->ops->session_lost != NULL)
+			e->sources[i]->ops->session_lost(e->sources[i]->impl);
 	if (was_up) {
 		stats_count_lost(e->stats, STATS_LISTENER);
 		log_error(

@@ -82,6 +82,9 @@ int main(int argc, char **argv)
 	case CLI_RECONCILE:
 		code = oneshot_reconcile(cfg, o.rollup);
 		break;
+	case CLI_DROP_SLOT:
+		code = oneshot_drop_slot(cfg);
+		break;
 	default: {
 		/* Detaching changes directory to /: SIGHUP must still find the file. */
 		char config_abs[PATH_MAX];

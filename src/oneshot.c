@@ -194,3 +194,43 @@ int oneshot_reconcile(const struct config *cfg, const char *rollup)
 {
 	return walk(cfg, rollup, false);
 }
+
+int oneshot_drop_slot(const struct config *cfg)
+{
+	PGconn *pg = connect_blocking(cfg);
+	if (pg == NULL)
+		return EX_UNAVAILABLE;
+	const char *params[1] = {cfg->wal_slot};
+	PGresult *res = PQexecParams(pg,
+	                             "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots"
+	                             " WHERE slot_name = $1",
+	                             1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "rollupd: cannot drop slot %s: %s", cfg->wal_slot, PQresultErrorMessage(res));
+		PQclear(res);
+		PQfinish(pg);
+		return EX_SOFTWARE;
+	}
+	bool dropped = strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+	PQclear(res);
+	printf(dropped ? "dropped slot=%s\n" : "no slot named %s\n", cfg->wal_slot);
+	res = PQexecParams(pg, "SELECT rollupd.wal_slot_dropped($1)", 1, NULL, params, NULL, NULL, 0);
+	PQclear(res);
+	/* The publication keeps no WAL; it goes only when nothing uses it. */
+	res = PQexec(pg, "SELECT EXISTS (SELECT 1 FROM rollupd.channel WHERE delivery = 'wal')");
+	bool in_use = PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+	PQclear(res);
+	if (in_use) {
+		printf("publication rollupd kept: a channel still uses the WAL mode (the next start re-creates the"
+		       " slot and reconciles)\n");
+	} else {
+		res = PQexec(pg, "DROP PUBLICATION IF EXISTS rollupd");
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			printf("dropped publication rollupd (if it existed)\n");
+		else
+			printf("publication rollupd kept (drop it as its owner): %s", PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	PQfinish(pg);
+	return EX_OK;
+}

@@ -1,6 +1,6 @@
 /*
  * oneshot: the command-line tools that run once and exit: --list, --verify,
- * --reconcile. Blocking libpq, one short transaction per chunk, output on
+ * --reconcile, --drop-slot. Blocking libpq, one short transaction per chunk, output on
  * stdout for people and scripts. Not used by the daemon's event loop.
  */
 #ifndef ROLLUPD_ONESHOT_H
@@ -13,5 +13,8 @@
 int oneshot_list(const struct config *cfg);
 int oneshot_verify(const struct config *cfg, const char *rollup);
 int oneshot_reconcile(const struct config *cfg, const char *rollup);
+/* Drop wal.slot (so an abandoned installation does not keep WAL for ever)
+ * and, when no channel uses the WAL mode, publication rollupd. */
+int oneshot_drop_slot(const struct config *cfg);
 
 #endif

@@ -122,6 +122,9 @@ struct source_ops {
 	void (*reload)(void *impl, const struct config *cfg);
 	/* Channel i's counters into `out`; false past the last channel. */
 	bool (*channel)(const void *impl, size_t i, struct channel_stats *out);
+	/* The listener's session was lost (a server shutting down, a network
+	 * cut): NULL, or let go of what depends on the server too. */
+	void (*session_lost)(void *impl);
 	/* Ready to deliver keys (NULL: always). */
 	bool (*ready)(const void *impl);
 	/* Append what the mode itself reports (NULL: nothing). */

@@ -54,12 +54,21 @@ enum wal_step {
 	WAL_RECORD_SLOT, /* rollupd.wal_slot_created() */
 	WAL_START,       /* START_REPLICATION sent */
 	WAL_STREAMING,   /* CopyData flows */
+	WAL_DROP_ORPHAN, /* no WAL-mode channel is left: the slot goes (it would keep WAL for ever) */
+	WAL_FORGET_SLOT, /* rollupd.wal_slot_dropped() */
 };
 
 static const char *const step_names[] = {
-    [WAL_DOWN] = "down",           [WAL_IDENTIFY] = "identify",       [WAL_CHECK] = "check",
-    [WAL_DROP_SLOT] = "drop-slot", [WAL_CREATE_SLOT] = "create-slot", [WAL_RECORD_SLOT] = "record-slot",
-    [WAL_START] = "start",         [WAL_STREAMING] = "streaming",
+    [WAL_DOWN] = "down",
+    [WAL_IDENTIFY] = "identify",
+    [WAL_CHECK] = "check",
+    [WAL_DROP_SLOT] = "drop-slot",
+    [WAL_CREATE_SLOT] = "create-slot",
+    [WAL_RECORD_SLOT] = "record-slot",
+    [WAL_START] = "start",
+    [WAL_STREAMING] = "streaming",
+    [WAL_DROP_ORPHAN] = "drop-orphan-slot",
+    [WAL_FORGET_SLOT] = "forget-slot",
 };
 
 /* A capture declaration of a WAL-mode channel (a copy of the catalog's). */
@@ -124,8 +133,9 @@ struct wal_source {
 	struct batcher *batcher;
 	struct pgconn *conn;
 	enum wal_step step;
-	bool wanted;   /* WAL-mode channels exist and this rollupd is active */
-	bool stopping; /* a stop: take no more keys */
+	bool wanted;      /* WAL-mode channels exist and this rollupd is active */
+	bool drop_orphan; /* none is left, but this rollupd's slot is: drop it */
+	bool stopping;    /* a stop: take no more keys */
 	bool ever_streamed;
 	char *fingerprint; /* of the channels and captures the state was built for */
 
@@ -274,7 +284,7 @@ static void reset_stream_state(struct wal_source *ws)
 	batcher_set_channels(ws->batcher, &none, DELIVERY_WAL);
 	ws->txn_head = ws->txn_count = 0;
 	ws->in_txn = false;
-	ws->visible_seq = ws->next_seq;
+	ws->visible_seq = ws->next_seq - 1; /* nothing received since is known to be visible */
 	for (size_t i = 0; i < ws->n_holds; i++)
 		free(ws->holds[i].rollup);
 	ws->n_holds = 0;
@@ -393,12 +403,15 @@ static void set_catalog(void *impl, const struct catalog *cat, bool new_session)
 		batcher_set_channels(ws->batcher, cat, DELIVERY_WAL);
 	}
 	ws->wanted = wanted && !ws->stopping;
+	/* Rollups, but none in WAL mode any more (a standby gets no rollups at all). */
+	ws->drop_orphan =
+	    !wanted && !ws->stopping && cat->n_rollups > 0 && catalog_has_wal_slot(cat, ws->cfg->wal_slot);
 	if (!ws->wanted && ws->step != WAL_DOWN) {
 		stop_stream(ws);
 		set_step(ws, WAL_DOWN);
-	} else if (ws->wanted && pgconn_state(ws->conn) == PGCONN_DOWN) {
-		pgconn_start(ws->conn);
 	}
+	if ((ws->wanted || ws->drop_orphan) && pgconn_state(ws->conn) == PGCONN_DOWN)
+		pgconn_start(ws->conn);
 	ws->env.state_changed(ws->env.arg);
 }
 
@@ -532,9 +545,11 @@ static void on_result(struct pgconn *c, const PGresult *res, const char *error, 
 
 	if (pgconn_state(c) != PGCONN_IDLE)
 		return; /* the session is gone: on_down has the story */
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (error != NULL && ws->step == WAL_DROP_ORPHAN && state != NULL && strcmp(state, "42704") == 0)
+		error = NULL; /* gone already */
 	if (error != NULL) {
 		snprintf(reason, sizeof(reason), "wal %s failed: %s", step_names[ws->step], error);
-		const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 		/* Every slot in use (53400) or no rollupd schema: nothing a retry fixes soon. */
 		if (ws->step == WAL_CREATE_SLOT && state != NULL && strcmp(state, "53400") == 0 &&
 		    ws->env.fatal(ws->env.arg, EX_UNAVAILABLE, reason))
@@ -582,6 +597,18 @@ static void on_result(struct pgconn *c, const PGresult *res, const char *error, 
 		walk_all(ws);
 		send_start(ws);
 		return;
+	case WAL_DROP_ORPHAN: {
+		char sql[160];
+		snprintf(sql, sizeof(sql), "SELECT rollupd.wal_slot_dropped('%s')", ws->cfg->wal_slot);
+		send_step(ws, WAL_FORGET_SLOT, sql);
+		return;
+	}
+	case WAL_FORGET_SLOT:
+		log_info("wal slot=%s dropped", ws->cfg->wal_slot);
+		ws->drop_orphan = false;
+		set_step(ws, WAL_DOWN);
+		pgconn_stop(ws->conn);
+		return;
 	default:
 		return;
 	}
@@ -591,6 +618,14 @@ static void on_up(struct pgconn *c, void *arg)
 {
 	struct wal_source *ws = arg;
 	(void)c;
+	if (ws->drop_orphan && !ws->wanted) {
+		char sql[160];
+		log_warning("wal: no rollup uses the WAL mode any more; dropping slot=%s (it would keep WAL for ever)",
+		            ws->cfg->wal_slot);
+		snprintf(sql, sizeof(sql), "DROP_REPLICATION_SLOT \"%s\" WAIT", ws->cfg->wal_slot);
+		send_step(ws, WAL_DROP_ORPHAN, sql);
+		return;
+	}
 	if (!ws->wanted) {
 		pgconn_stop(ws->conn);
 		return;
@@ -1091,6 +1126,17 @@ static bool channel(const void *impl, size_t i, struct channel_stats *out)
 	return true;
 }
 
+/* A server shutting down waits for every logical walsender to have its
+ * stream confirmed to the end, and what rollupd has not refreshed it does
+ * not confirm: with the server gone from under the workers, let the stream
+ * go (the server sends it again later). The listener's loss says so first. */
+static void session_lost(void *impl)
+{
+	struct wal_source *ws = impl;
+	if (ws->step != WAL_DOWN)
+		pgconn_fail(ws->conn, "the control session was lost; the stream follows it");
+}
+
 static bool ready(const void *impl)
 {
 	const struct wal_source *ws = impl;
@@ -1196,6 +1242,7 @@ static const struct source_ops wal_ops = {
     .stop = stop,
     .reload = reload,
     .channel = channel,
+    .session_lost = session_lost,
     .ready = ready,
     .report = report,
     .free = wal_free,

@@ -39,8 +39,13 @@ struct walks {
 };
 
 static const char *const reason_names[] = {
-    [WALK_CATCH_UP] = "catch-up", [WALK_INTERVAL] = "interval",         [WALK_QUEUE_TRUNCATED] = "queue-truncated",
-    [WALK_OVERFLOW] = "overflow", [WALK_SLOT_REBUILT] = "slot-rebuilt", [WALK_SOURCE_TRUNCATED] = "source-truncated",
+    [WALK_CATCH_UP] = "catch-up",
+    [WALK_INTERVAL] = "interval",
+    [WALK_QUEUE_TRUNCATED] = "queue-truncated",
+    [WALK_OVERFLOW] = "overflow",
+    [WALK_SLOT_REBUILT] = "slot-rebuilt",
+    [WALK_SOURCE_TRUNCATED] = "source-truncated",
+    [WALK_DELIVERY_CHANGED] = "delivery-changed",
 };
 
 const char *walk_reason_name(enum walk_reason reason)

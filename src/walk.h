@@ -24,6 +24,7 @@ enum walk_reason {
 	WALK_OVERFLOW,         /* keys dropped at batch.max_pending_keys */
 	WALK_SLOT_REBUILT,     /* the replication slot was (re)created: changes before it are unknown */
 	WALK_SOURCE_TRUNCATED, /* a source table was truncated */
+	WALK_DELIVERY_CHANGED, /* a channel moved to another delivery mode: keys in between went nowhere */
 };
 const char *walk_reason_name(enum walk_reason reason);
 

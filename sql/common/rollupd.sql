@@ -1089,3 +1089,9 @@ AS $$
     INSERT INTO rollupd.wal_slot AS w (slot_name, created_at) VALUES (p_slot, now())
     ON CONFLICT (slot_name) DO UPDATE SET created_at = now()
 $$;
+
+-- rollupd dropped its slot (no WAL-mode channel was left, or rollupd --drop-slot).
+CREATE OR REPLACE FUNCTION rollupd.wal_slot_dropped(p_slot text)
+RETURNS void
+LANGUAGE sql
+AS $$ DELETE FROM rollupd.wal_slot WHERE slot_name = p_slot $$;

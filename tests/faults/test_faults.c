@@ -244,22 +244,6 @@ static long wallet_keys_overflowed(void)
 	return n;
 }
 
-static long peak_rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmHWM:", 6) == 0) {
-			kb = strtol(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kb;
-}
-
 /* Far more keys than rollupd may hold: 20,000 wallets' balances change in
  * one statement against a cap of 1,000 pending keys per channel. */
 START_TEST(test_notification_flood_stays_bounded_and_loses_nothing)

@@ -107,6 +107,9 @@ void assert_verify_clean(const char *db, const char *rollup);
 /* rollupd --verify reports 0 mismatches, and an independently written query agrees. */
 void assert_balances_verified(const char *db);
 
+/* A process's peak resident set size (VmHWM), in kB. */
+long peak_rss_kb(pid_t pid);
+
 double now_seconds(void);
 void sleep_ms(int ms);
 

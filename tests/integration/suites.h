@@ -12,5 +12,6 @@ Suite *poison_suite(void);
 Suite *queue_suite(void);
 Suite *faults_suite(void);
 Suite *standby_suite(void);
+Suite *wal_suite(void);
 
 #endif

@@ -38,7 +38,7 @@ START_TEST(test_names_are_quoted_part_by_part)
 END_TEST
 
 /* A scripted catalog result, as libpq would return it (the columns of CATALOG_QUERY). */
-#define NCOLS 14
+#define NCOLS 15
 static PGresult *catalog_result(const char *rows[][NCOLS], int n)
 {
 	static const char *names[NCOLS] = {"name",       "key_type",      "channel",      "key_type",
@@ -61,7 +61,7 @@ static PGresult *catalog_result(const char *rows[][NCOLS], int n)
 	return res;
 }
 
-#define NO_CAPTURE NULL, NULL, NULL, NULL, NULL, NULL, NULL, "f"
+#define NO_CAPTURE NULL, NULL, NULL, NULL, NULL, NULL, NULL, "f", "rollupd,other"
 
 START_TEST(test_catalog_builds_calls_and_skips_invalid_rows)
 {
@@ -70,7 +70,7 @@ START_TEST(test_catalog_builds_calls_and_skips_invalid_rows)
 	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16384", "public.users", "user_id",
 	     NULL, NULL, "wallet,is_current", "insert,update,delete", "t"},
 	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", "16390",
-	     "public.associated_wallets", "user_id", "chain", "eth", NULL, "insert,delete", "t"},
+	     "public.associated_wallets", "user_id", "chain", "eth", NULL, "insert,delete", "t", "rollupd,other"},
 	    {"eub", "bigint", "eub_user", "bigint", "rollupd.eub_refresh", "notify", NULL, "public.gone", "Bad col",
 	     NULL, NULL, NULL, "insert", "t"},
 	    {"eub", "bigint", "eub_wallet", "text", "rollupd.eub_wallets", "queue", NO_CAPTURE},
@@ -110,6 +110,11 @@ START_TEST(test_catalog_builds_calls_and_skips_invalid_rows)
 	ck_assert_str_eq(k->filter_value, "eth");
 	ck_assert_ptr_null(k->watched);
 	ck_assert_uint_eq(k->events, CAPTURE_INSERT | CAPTURE_DELETE);
+
+	/* The slots rollupd created. */
+	ck_assert(catalog_has_wal_slot(&cat, "other"));
+	ck_assert(catalog_has_wal_slot(&cat, "rollupd"));
+	ck_assert(!catalog_has_wal_slot(&cat, "rollup"));
 
 	/* WAL-mode channels are not LISTENed on. */
 	char *listen = catalog_listen_sql(&cat);
