@@ -8,6 +8,7 @@
 -- Idempotent: functions are replaced, tables created when missing. A change
 -- to a table of an installed schema comes with an upgrade script in
 -- sql/common/upgrade/ and a new schema_version (docs/design.md, "Upgrades").
+-- Versions: 2, the capture declarations (release 0.2.0); 3, the WAL mode.
 
 CREATE SCHEMA IF NOT EXISTS rollupd;
 
@@ -22,7 +23,7 @@ CREATE TABLE IF NOT EXISTS rollupd.schema_version (
 DO $$
 DECLARE
     have integer;
-    want constant integer := 2;
+    want constant integer := 3;
 BEGIN
     SELECT max(version) INTO have FROM rollupd.schema_version;
     IF have IS NULL THEN

@@ -326,12 +326,17 @@ void daemon_kill(struct daemon *d)
 	d->pid = 0;
 }
 
+int psql_file_in(const char *db, const char *dir, const char *file)
+{
+	char cmd[1600];
+	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -v role=%s -d '%s' -f '%s/%s' >/dev/null 2>&1",
+	         DAEMON_ROLE, db_conninfo(db), dir, file);
+	return system(cmd);
+}
+
 int psql_file(const char *db, const char *file)
 {
-	char cmd[1200];
-	snprintf(cmd, sizeof(cmd), "psql -X -q -v ON_ERROR_STOP=1 -v role=%s -d '%s' -f '%s/%s' >/dev/null 2>&1",
-	         DAEMON_ROLE, db_conninfo(db), env("ROLLUPD_SQL"), file);
-	return system(cmd);
+	return psql_file_in(db, env("ROLLUPD_SQL"), file);
 }
 
 int run_pgbench(const char *db, int clients, int seconds, const char *scripts)

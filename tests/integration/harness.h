@@ -65,6 +65,8 @@ int daemon_wait_exit(struct daemon *d, double timeout_s);
 char *read_file(const char *path);
 /* psql -v role=DAEMON_ROLE -f $ROLLUPD_SQL/<file> on `db` (as the superuser); the exit status. */
 int psql_file(const char *db, const char *file);
+/* The same with the file under `dir` (another release's sql/, say). */
+int psql_file_in(const char *db, const char *dir, const char *file);
 /* pgbench on `db` with workload scripts from $ROLLUPD_WORKLOAD ("balance.sql@5 link.sql@3"); 0 on success. */
 int run_pgbench(const char *db, int clients, int seconds, const char *scripts);
 

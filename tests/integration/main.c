@@ -15,6 +15,7 @@ int main(void)
 	srunner_add_suite(sr, faults_suite());
 	srunner_add_suite(sr, standby_suite());
 	srunner_add_suite(sr, wal_suite());
+	srunner_add_suite(sr, upgrade_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	check_summary_append(sr, "integration");
 	int failed = srunner_ntests_failed(sr);

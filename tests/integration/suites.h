@@ -13,5 +13,6 @@ Suite *queue_suite(void);
 Suite *faults_suite(void);
 Suite *standby_suite(void);
 Suite *wal_suite(void);
+Suite *upgrade_suite(void);
 
 #endif
