@@ -570,6 +570,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel) THEN
         RAISE EXCEPTION 'rollupd: no channel named %', p_channel;
     END IF;
+    -- A queue drain locks the queue, then reads the source tables; this
+    -- function changes the source tables' triggers and identity, then may
+    -- drop a queue partition. Taking the queue first, as drains do, keeps
+    -- the two from deadlocking (drains and queueing writers wait briefly).
+    LOCK TABLE rollupd.queue IN SHARE MODE;
     IF p_delivery NOT IN ('notify', 'queue', 'wal') OR p_table NOT IN ('logged', 'unlogged') THEN
         RAISE EXCEPTION 'rollupd: delivery is notify, wal, or queue with a logged or unlogged table (got %, %)',
             p_delivery, p_table;

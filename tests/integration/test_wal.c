@@ -96,7 +96,7 @@ START_TEST(test_nothing_is_confirmed_before_its_refresh_commits)
 	start_wal(NULL);
 	PGconn *blocker = hold_row(10);
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 7 WHERE wallet = '0xw10'");
-	char *lsn = db_value(conn, "SELECT pg_current_wal_lsn()::text"); /* past the update's commit */
+	char *lsn = db_value(conn, "SELECT pg_current_wal_insert_lsn()::text"); /* past the update's commit */
 	/* Ten status updates later: the refresh is blocked, so its transaction is not confirmed. */
 	sleep_ms(1000);
 	expect_confirmed(lsn, false, 0);
@@ -222,7 +222,7 @@ START_TEST(test_truncate_reconciles_the_rollup)
 	db_exec(conn, "TRUNCATE eth_wallet_balances");
 	ck_assert(daemon_wait_log(&d, "reconcile started rollup=eth_user_balances reason=source-truncated", 1, 10.0));
 	ck_assert(db_wait_value(conn, "0", 10.0, "SELECT sum(balance) FROM eth_user_balances"));
-	char *lsn = db_value(conn, "SELECT pg_current_wal_lsn()::text");
+	char *lsn = db_value(conn, "SELECT pg_current_wal_insert_lsn()::text");
 	ck_assert(daemon_wait_log(&d, "reconcile done", 2, 10.0)); /* the first start's, then this one */
 	expect_confirmed(lsn, true, 5);
 	free(lsn);
@@ -308,7 +308,7 @@ START_TEST(test_a_commit_streamed_before_it_is_visible_is_not_lost)
 	ck_assert(PQsendQuery(writer, "UPDATE eth_wallet_balances SET balance = 4242 WHERE wallet = '0xw60'"));
 	bool waiting =
 	    db_wait_value(conn, "1", 10.0, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
-	char *lsn = db_value(conn, "SELECT pg_current_wal_lsn()::text");
+	char *lsn = db_value(conn, "SELECT pg_current_wal_insert_lsn()::text");
 	/* Streamed, refreshed too early, refused: the balance and the slot stay. */
 	bool refused = daemon_wait_log(&d, "is not visible yet", 2, 10.0);
 	char *early = db_value(conn, "SELECT balance FROM eth_user_balances WHERE user_id = 60");
