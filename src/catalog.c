@@ -312,12 +312,12 @@ bool catalog_rollup_uses(const struct catalog *cat, const char *rollup, enum del
 
 char *catalog_listen_sql(const struct catalog *cat)
 {
-	size_t len = 16;
+	size_t len = 16 + sizeof(" LISTEN \"" CATALOG_CHANNEL "\";");
 	for (size_t i = 0; i < cat->n_channels; i++)
 		len += strlen(cat->channels[i].name) + 12;
 
 	char *sql = xmalloc(len);
-	size_t off = (size_t)snprintf(sql, len, "UNLISTEN *;");
+	size_t off = (size_t)snprintf(sql, len, "UNLISTEN *; LISTEN \"" CATALOG_CHANNEL "\";");
 	for (size_t i = 0; i < cat->n_channels; i++)
 		if (cat->channels[i].delivery != DELIVERY_WAL)
 			off += (size_t)snprintf(sql + off, len - off, " LISTEN \"%s\";", cat->channels[i].name);

@@ -91,11 +91,16 @@ bool catalog_has_wal_slot(const struct catalog *cat, const char *slot);
 /* Does `rollup` have a channel in `delivery` mode? */
 bool catalog_rollup_uses(const struct catalog *cat, const char *rollup, enum delivery delivery);
 
+/* The catalog's own channel: rollupd.catalog_changed() notifies it at every
+ * registration or delivery change. No rollup channel can have this name. */
+#define CATALOG_CHANNEL "rollupd.catalog"
+
 /*
  * The one statement that makes a session listen on exactly the channels of
- * the catalog that use NOTIFY (notify and queue mode): "UNLISTEN *; LISTEN
- * "a"; ..." sent as one simple query, so it is one transaction and a channel
- * kept across a reload never stops listening. Caller frees.
+ * the catalog that use NOTIFY (notify and queue mode), and CATALOG_CHANNEL:
+ * "UNLISTEN *; LISTEN "rollupd.catalog"; LISTEN "a"; ..." sent as one simple
+ * query, so it is one transaction and a channel kept across a reload never
+ * stops listening. Caller frees.
  */
 char *catalog_listen_sql(const struct catalog *cat);
 

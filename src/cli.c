@@ -9,34 +9,37 @@
 
 #include "config.h"
 
-enum { OPT_VERIFY = 256, OPT_RECONCILE, OPT_LIST, OPT_DROP_SLOT };
+enum { OPT_VERIFY = 256, OPT_RECONCILE, OPT_LIST, OPT_DROP_SLOT, OPT_STATUS, OPT_JSON };
 
 void cli_usage(FILE *out)
 {
-	fprintf(out,
-	        "Usage: rollupd [-c FILE] [-d CONNINFO] [-f]\n"
-	        "       rollupd [-c FILE] [-d CONNINFO] -t | --list | --verify NAME | --reconcile NAME | --drop-slot\n"
-	        "\n"
-	        "Keeps derived PostgreSQL tables fresh: LISTENs for changed keys, batches them\n"
-	        "and runs each rollup's refresh function over a pool of connections.\n"
-	        "\n"
-	        "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-	        "  -d, --dbname CONNINFO  libpq connection string, overrides database.conninfo\n"
-	        "  -f, --foreground     stay in the foreground and log to stderr\n"
-	        "  -t, --check-config   check the configuration and exit (0 valid, 78 invalid)\n"
-	        "      --list           list the rollups registered in the database\n"
-	        "      --verify NAME    read-only check of a rollup: exit 0 if no mismatch, 1 otherwise\n"
-	        "      --reconcile NAME repair a rollup's derived rows once and print rows fixed\n"
-	        "      --drop-slot      drop the WAL mode's replication slot (wal.slot), and the\n"
-	        "                       publication when no rollup uses the WAL mode\n"
-	        "  -V, --version        print the version\n"
-	        "  -h, --help           print this help\n");
+	fprintf(out, "Usage: rollupd [-c FILE] [-d CONNINFO] [-f]\n"
+	             "       rollupd [-c FILE] [-d CONNINFO] -t | --list | --status [--json] | --verify NAME\n"
+	             "               | --reconcile NAME | --drop-slot\n"
+	             "\n"
+	             "Keeps derived PostgreSQL tables fresh: LISTENs for changed keys, batches them\n"
+	             "and runs each rollup's refresh function over a pool of connections.\n"
+	             "\n"
+	             "  -c, --config FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+	             "  -d, --dbname CONNINFO  libpq connection string, overrides database.conninfo\n"
+	             "  -f, --foreground     stay in the foreground and log to stderr\n"
+	             "  -t, --check-config   check the configuration and exit (0 valid, 78 invalid)\n"
+	             "      --list           list the rollups registered in the database\n"
+	             "      --status         what rollupd is doing, from the database: exit 0 if all is well,\n"
+	             "                       1 if something needs attention (--json: the same for scripts)\n"
+	             "      --verify NAME    read-only check of a rollup: exit 0 if no mismatch, 1 otherwise\n"
+	             "      --reconcile NAME repair a rollup's derived rows once and print rows fixed\n"
+	             "      --drop-slot      drop the WAL mode's replication slot (wal.slot), and the\n"
+	             "                       publication when no rollup uses the WAL mode\n"
+	             "  -V, --version        print the version\n"
+	             "  -h, --help           print this help\n");
 }
 
 static int set_mode(struct cli_options *o, enum cli_mode mode, char *err, size_t errlen)
 {
 	if (o->mode != CLI_DAEMON && o->mode != mode) {
-		snprintf(err, errlen, "-t, --list, --verify, --reconcile and --drop-slot are mutually exclusive");
+		snprintf(err, errlen,
+		         "-t, --list, --status, --verify, --reconcile and --drop-slot are mutually exclusive");
 		return -1;
 	}
 	o->mode = mode;
@@ -54,6 +57,8 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 	    {"reconcile", required_argument, NULL, OPT_RECONCILE},
 	    {"list", no_argument, NULL, OPT_LIST},
 	    {"drop-slot", no_argument, NULL, OPT_DROP_SLOT},
+	    {"status", no_argument, NULL, OPT_STATUS},
+	    {"json", no_argument, NULL, OPT_JSON},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -94,6 +99,13 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			if (set_mode(o, CLI_DROP_SLOT, err, errlen) != 0)
 				return -1;
 			break;
+		case OPT_STATUS:
+			if (set_mode(o, CLI_STATUS, err, errlen) != 0)
+				return -1;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
 		case 'V':
 			o->mode = CLI_VERSION;
 			return 0;
@@ -107,6 +119,10 @@ int cli_parse(int argc, char **argv, struct cli_options *o, char *err, size_t er
 			snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
 			return -1;
 		}
+	}
+	if (o->json && o->mode != CLI_STATUS) {
+		snprintf(err, errlen, "--json goes with --status");
+		return -1;
 	}
 	if (optind < argc) {
 		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);

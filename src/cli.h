@@ -16,6 +16,7 @@ enum cli_mode {
 	CLI_RECONCILE,    /* --reconcile NAME */
 	CLI_LIST,         /* --list */
 	CLI_DROP_SLOT,    /* --drop-slot */
+	CLI_STATUS,       /* --status [--json] */
 	CLI_VERSION,      /* -V */
 	CLI_HELP,         /* -h */
 };
@@ -27,6 +28,7 @@ struct cli_options {
 	const char *conninfo; /* -d, or NULL */
 	bool foreground;      /* -f */
 	const char *rollup;   /* for --verify / --reconcile */
+	bool json;            /* --json: --status for scripts */
 };
 
 /* 0 on success; -1 with a message in `err` on a usage error (exit 64). */

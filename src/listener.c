@@ -295,11 +295,26 @@ static void on_down(struct pgconn *c, const char *reason, bool was_up, void *arg
 	l->handler.on_down(reason, was_serving, pgconn_failures(c), l->handler.arg);
 }
 
+/* Re-read the catalog now if the session is idle, else when its step ends. */
+static void request_catalog(struct listener *l)
+{
+	if (l->step == STEP_LISTENING && pgconn_state(l->conn) == PGCONN_IDLE)
+		send_step(l, STEP_RELOAD_CATALOG);
+	else if (l->step != STEP_DOWN)
+		l->reload_pending = true;
+}
+
 static void on_notify(struct pgconn *c, const char *channel, const char *payload, void *arg)
 {
 	struct listener *l = arg;
 	(void)c;
 
+	if (strcmp(channel, CATALOG_CHANNEL) == 0) {
+		/* The catalog changed in the database: re-read it, as on SIGHUP. */
+		log_info("the rollup catalog changed in the database: re-reading it");
+		request_catalog(l);
+		return;
+	}
 	l->notifications++;
 	if (!l->handler.on_notify(channel, payload, l->handler.arg)) {
 		l->unknown_channel++;
@@ -364,10 +379,7 @@ void listener_reload(struct listener *l, const struct config *cfg, const struct 
 	pgconn_update(l->conn, &s); /* a changed conninfo reconnects, which re-reads the catalog anyway */
 	if (l->step == STEP_STANDBY)
 		return; /* the next poll applies the new standby settings */
-	if (l->step == STEP_LISTENING && pgconn_state(l->conn) == PGCONN_IDLE)
-		send_step(l, STEP_RELOAD_CATALOG);
-	else if (l->step != STEP_DOWN)
-		l->reload_pending = true;
+	request_catalog(l);
 }
 
 bool listener_standby(const struct listener *l)

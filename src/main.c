@@ -85,6 +85,9 @@ int main(int argc, char **argv)
 	case CLI_DROP_SLOT:
 		code = oneshot_drop_slot(cfg);
 		break;
+	case CLI_STATUS:
+		code = oneshot_status(cfg, o.json);
+		break;
 	default: {
 		/* Detaching changes directory to /: SIGHUP must still find the file. */
 		char config_abs[PATH_MAX];

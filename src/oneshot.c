@@ -5,6 +5,7 @@
 #include "oneshot.h"
 
 #include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,4 +234,304 @@ int oneshot_drop_slot(const struct config *cfg)
 	}
 	PQfinish(pg);
 	return EX_OK;
+}
+
+/* ---- --status ---- */
+
+/* The rollupd sessions of this database. The listener's application_name
+ * says "rollupd listener"; with standby.enabled the active one holds the
+ * standby lock (pg_try_advisory_lock(1919904876, lock_id)), the others are
+ * standbys. Without it, every listener is active. */
+#define STATUS_SESSIONS_SQL                                                                                            \
+	"SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local'),"                                    \
+	"       extract(epoch FROM now() - a.backend_start)::bigint,"                                                  \
+	"       CASE WHEN a.application_name <> 'rollupd listener' THEN 'worker'"                                      \
+	"            WHEN NOT $1::boolean THEN 'active'"                                                               \
+	"            WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory'"            \
+	"                         AND l.granted AND l.classid = 1919904876 AND l.objid = $2::bigint"                   \
+	"                         AND l.objsubid = 2) THEN 'active'"                                                   \
+	"            ELSE 'standby' END"                                                                               \
+	"  FROM pg_stat_activity a"                                                                                    \
+	" WHERE a.datname = current_database()"                                                                        \
+	"   AND a.application_name IN ('rollupd listener', 'rollupd worker', 'rollupd wal')"                           \
+	" ORDER BY a.application_name, a.pid"
+
+/* Per channel: its delivery, the queue (queue mode), the poison keys and
+ * the last one's error, the rollup's walks. */
+#define STATUS_CHANNELS_SQL                                                                                            \
+	"SELECT c.rollup, c.channel, c.delivery,"                                                                      \
+	"       q.depth, round(extract(epoch FROM now() - q.oldest)::numeric, 1),"                                     \
+	"       p.n, p.last_error,"                                                                                    \
+	"       to_char(r.last_reconciled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"                   \
+	"       r.walk_started_at IS NOT NULL"                                                                         \
+	"  FROM rollupd.channel c JOIN rollupd.rollup r ON r.name = c.rollup"                                          \
+	"  LEFT JOIN LATERAL (SELECT count(*) AS depth, min(x.enqueued_at) AS oldest"                                  \
+	"                       FROM rollupd.queue x WHERE x.channel = c.channel) q ON c.delivery = 'queue'"           \
+	"  LEFT JOIN LATERAL (SELECT count(*) AS n,"                                                                   \
+	"                            (array_agg(x.key || ': ' || x.error ORDER BY x.last_failed_at DESC))[1]"          \
+	"                              AS last_error"                                                                  \
+	"                       FROM rollupd.poison x WHERE x.channel = c.channel) p ON true"                          \
+	" ORDER BY c.rollup, c.channel"
+
+/* The WAL mode's slot: who streams it, how far behind its confirmed
+ * position is, how much WAL it holds back. */
+#define STATUS_SLOT_SQL                                                                                                \
+	"SELECT s.active, s.active_pid, coalesce(s.wal_status, 'unknown'),"                                            \
+	"       pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,"                                 \
+	"       pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint"                                          \
+	"  FROM pg_replication_slots s WHERE s.slot_name = $1 AND s.database = current_database()"
+
+struct status_problems {
+	char text[8][256];
+	int n;
+};
+
+static void problem(struct status_problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct status_problems *p, const char *fmt, ...)
+{
+	if (p->n >= (int)(sizeof(p->text) / sizeof(p->text[0])))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->text[p->n++], sizeof(p->text[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* A JSON string, or null for NULL. */
+static void json_string(const char *s)
+{
+	if (s == NULL) {
+		fputs("null", stdout);
+		return;
+	}
+	putchar('"');
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			printf("\\%c", *c);
+		else if (*c == '\n')
+			fputs("\\n", stdout);
+		else if (*c < 0x20)
+			printf("\\u%04x", *c);
+		else
+			putchar(*c);
+	}
+	putchar('"');
+}
+
+static const char *value_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* A number column as JSON: its text, or null. */
+static void json_number(const PGresult *res, int row, int col)
+{
+	fputs(PQgetisnull(res, row, col) ? "null" : PQgetvalue(res, row, col), stdout);
+}
+
+static void human_bytes(char *out, size_t len, const char *bytes)
+{
+	double b = bytes ? strtod(bytes, NULL) : 0;
+	if (b < 0)
+		b = 0;
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+	unsigned u = 0;
+	while (b >= 1024 && u < 4) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+}
+
+static PGresult *status_query(PGconn *pg, const char *what, const char *sql, int n, const char *const *params)
+{
+	PGresult *res = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "rollupd: cannot read %s: %s", what, PQresultErrorMessage(res));
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+static void print_status_table(const PGresult *ch, const PGresult *se, const PGresult *slot, const struct config *cfg,
+                               bool wal, const struct status_problems *p)
+{
+	printf("%-24s %-24s %-8s %8s %8s %6s  %s\n", "ROLLUP", "CHANNEL", "DELIVERY", "QUEUED", "OLDEST", "POISON",
+	       "LAST WALK");
+	for (int i = 0; i < PQntuples(ch); i++) {
+		char oldest[32] = "-";
+		if (!PQgetisnull(ch, i, 4))
+			snprintf(oldest, sizeof(oldest), "%ss", PQgetvalue(ch, i, 4));
+		const char *walked = value_or_null(ch, i, 7);
+		printf("%-24s %-24s %-8s %8s %8s %6s  %s%s\n", PQgetvalue(ch, i, 0), PQgetvalue(ch, i, 1),
+		       PQgetvalue(ch, i, 2), PQgetisnull(ch, i, 3) ? "-" : PQgetvalue(ch, i, 3), oldest,
+		       PQgetvalue(ch, i, 5), walked ? walked : "never",
+		       strcmp(PQgetvalue(ch, i, 8), "t") == 0 ? " (walk under way)" : "");
+	}
+	for (int i = 0; i < PQntuples(ch); i++) {
+		if (!PQgetisnull(ch, i, 6))
+			printf("poison %s: %s keys, latest %s\n", PQgetvalue(ch, i, 1), PQgetvalue(ch, i, 5),
+			       PQgetvalue(ch, i, 6));
+	}
+	int workers = 0;
+	for (int i = 0; i < PQntuples(se); i++) {
+		const char *role = PQgetvalue(se, i, 4);
+		if (strcmp(role, "worker") == 0) {
+			workers++;
+			continue;
+		}
+		printf("session %-8s pid=%s %s from %s, up %ss\n", role, PQgetvalue(se, i, 0), PQgetvalue(se, i, 1),
+		       PQgetvalue(se, i, 2), PQgetvalue(se, i, 3));
+	}
+	printf("workers %d connected\n", workers);
+	if (wal) {
+		if (slot == NULL || PQntuples(slot) == 0) {
+			printf("wal slot %s: missing\n", cfg->wal_slot);
+		} else {
+			char lag[32], held[32];
+			human_bytes(lag, sizeof(lag), value_or_null(slot, 0, 3));
+			human_bytes(held, sizeof(held), value_or_null(slot, 0, 4));
+			printf("wal slot %s: %s%s%s, wal_status %s, %s behind, holds %s of WAL\n", cfg->wal_slot,
+			       strcmp(PQgetvalue(slot, 0, 0), "t") == 0 ? "streaming to pid " : "not streaming",
+			       strcmp(PQgetvalue(slot, 0, 0), "t") == 0 ? PQgetvalue(slot, 0, 1) : "", "",
+			       PQgetvalue(slot, 0, 2), lag, held);
+		}
+	}
+	if (p->n == 0)
+		printf("status: ok\n");
+	for (int i = 0; i < p->n; i++)
+		printf("attention: %s\n", p->text[i]);
+}
+
+static void print_status_json(const PGresult *ch, const PGresult *se, const PGresult *slot, const struct config *cfg,
+                              bool wal, const struct status_problems *p)
+{
+	printf("{\"status\": \"%s\", \"problems\": [", p->n == 0 ? "ok" : "attention");
+	for (int i = 0; i < p->n; i++) {
+		fputs(i ? ", " : "", stdout);
+		json_string(p->text[i]);
+	}
+	fputs("],\n \"channels\": [", stdout);
+	for (int i = 0; i < PQntuples(ch); i++) {
+		printf("%s\n  {\"rollup\": ", i ? "," : "");
+		json_string(PQgetvalue(ch, i, 0));
+		fputs(", \"channel\": ", stdout);
+		json_string(PQgetvalue(ch, i, 1));
+		fputs(", \"delivery\": ", stdout);
+		json_string(PQgetvalue(ch, i, 2));
+		fputs(", \"queued\": ", stdout);
+		json_number(ch, i, 3);
+		fputs(", \"oldest_queued_s\": ", stdout);
+		json_number(ch, i, 4);
+		fputs(", \"poison_keys\": ", stdout);
+		json_number(ch, i, 5);
+		fputs(", \"last_poison\": ", stdout);
+		json_string(value_or_null(ch, i, 6));
+		fputs(", \"last_reconciled_at\": ", stdout);
+		json_string(value_or_null(ch, i, 7));
+		printf(", \"walk_under_way\": %s}", strcmp(PQgetvalue(ch, i, 8), "t") == 0 ? "true" : "false");
+	}
+	fputs("],\n \"sessions\": [", stdout);
+	for (int i = 0; i < PQntuples(se); i++) {
+		printf("%s\n  {\"pid\": %s, \"role\": ", i ? "," : "", PQgetvalue(se, i, 0));
+		json_string(PQgetvalue(se, i, 4));
+		fputs(", \"application_name\": ", stdout);
+		json_string(PQgetvalue(se, i, 1));
+		fputs(", \"client\": ", stdout);
+		json_string(PQgetvalue(se, i, 2));
+		printf(", \"up_s\": %s}", PQgetvalue(se, i, 3));
+	}
+	fputs("],\n \"wal_slot\": ", stdout);
+	if (!wal) {
+		fputs("null", stdout);
+	} else if (slot == NULL || PQntuples(slot) == 0) {
+		fputs("{\"name\": ", stdout);
+		json_string(cfg->wal_slot);
+		fputs(", \"exists\": false}", stdout);
+	} else {
+		fputs("{\"name\": ", stdout);
+		json_string(cfg->wal_slot);
+		printf(", \"exists\": true, \"active\": %s, \"active_pid\": ",
+		       strcmp(PQgetvalue(slot, 0, 0), "t") == 0 ? "true" : "false");
+		json_number(slot, 0, 1);
+		fputs(", \"wal_status\": ", stdout);
+		json_string(PQgetvalue(slot, 0, 2));
+		fputs(", \"confirmed_lag_bytes\": ", stdout);
+		json_number(slot, 0, 3);
+		fputs(", \"retained_bytes\": ", stdout);
+		json_number(slot, 0, 4);
+		putchar('}');
+	}
+	fputs("}\n", stdout);
+}
+
+int oneshot_status(const struct config *cfg, bool json)
+{
+	PGconn *pg = connect_blocking(cfg);
+	if (pg == NULL)
+		return EX_UNAVAILABLE;
+	char lock_id[16];
+	snprintf(lock_id, sizeof(lock_id), "%d", cfg->standby_lock_id);
+	const char *session_params[2] = {cfg->standby_enabled ? "true" : "false", lock_id};
+	const char *slot_params[1] = {cfg->wal_slot};
+	PGresult *ch = status_query(pg, "the rollup catalog (is a rollup installed?)", STATUS_CHANNELS_SQL, 0, NULL);
+	PGresult *se = ch ? status_query(pg, "pg_stat_activity", STATUS_SESSIONS_SQL, 2, session_params) : NULL;
+	if (ch == NULL || se == NULL) {
+		PQclear(ch);
+		PQfinish(pg);
+		return EX_SOFTWARE;
+	}
+
+	struct status_problems p = {.n = 0};
+	bool wal = false;
+	for (int i = 0; i < PQntuples(ch); i++) {
+		const char *channel = PQgetvalue(ch, i, 1);
+		wal = wal || strcmp(PQgetvalue(ch, i, 2), "wal") == 0;
+		if (strcmp(PQgetvalue(ch, i, 5), "0") != 0)
+			problem(&p, "%s poison keys on channel %s (rollupd retries them; see rollupd.poison)",
+			        PQgetvalue(ch, i, 5), channel);
+		if (!PQgetisnull(ch, i, 4) && strtod(PQgetvalue(ch, i, 4), NULL) > STATUS_QUEUE_AGE_S)
+			problem(&p, "channel %s: a key has waited %ss in the queue (over %ds)", channel,
+			        PQgetvalue(ch, i, 4), STATUS_QUEUE_AGE_S);
+	}
+	int active = 0;
+	for (int i = 0; i < PQntuples(se); i++)
+		active += strcmp(PQgetvalue(se, i, 4), "active") == 0;
+	if (PQntuples(ch) == 0)
+		problem(&p, "no rollup is installed");
+	else if (active == 0)
+		problem(&p, "no rollupd is running on this database (no active listener session)");
+
+	PGresult *slot = NULL;
+	if (wal) {
+		slot = status_query(pg, "pg_replication_slots", STATUS_SLOT_SQL, 1, slot_params);
+		if (slot == NULL) {
+			PQclear(ch);
+			PQclear(se);
+			PQfinish(pg);
+			return EX_SOFTWARE;
+		}
+		if (PQntuples(slot) == 0)
+			problem(&p, "WAL mode: slot %s does not exist (rollupd creates it, then reconciles)",
+			        cfg->wal_slot);
+		else if (strcmp(PQgetvalue(slot, 0, 2), "lost") == 0)
+			problem(
+			    &p,
+			    "WAL mode: slot %s is lost (max_slot_wal_keep_size); rollupd re-creates it and reconciles",
+			    cfg->wal_slot);
+		else if (strcmp(PQgetvalue(slot, 0, 0), "t") != 0)
+			problem(&p, "WAL mode: nothing streams slot %s, and it holds back WAL", cfg->wal_slot);
+	}
+
+	if (json)
+		print_status_json(ch, se, slot, cfg, wal, &p);
+	else
+		print_status_table(ch, se, slot, cfg, wal, &p);
+	PQclear(ch);
+	PQclear(se);
+	PQclear(slot);
+	PQfinish(pg);
+	return p.n == 0 ? EX_OK : 1;
 }

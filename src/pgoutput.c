@@ -53,7 +53,12 @@ uint8_t wire_u8(struct wire *w, const char *what)
 int16_t wire_i16(struct wire *w, const char *what)
 {
 	const unsigned char *p = take(w, 2, what);
-	return p ? (int16_t)(uint16_t)big_endian(p, 2) : 0;
+	if (p == NULL)
+		return 0;
+	uint16_t u = (uint16_t)big_endian(p, 2);
+	int16_t v;
+	memcpy(&v, &u, sizeof(v)); /* two's complement, without an implementation-defined conversion */
+	return v;
 }
 
 int32_t wire_i32(struct wire *w, const char *what)

@@ -262,7 +262,7 @@ static void send_status(struct wal_source *ws, bool reply_requested)
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	repl_status_update(msg, ws->received_lsn > flush ? ws->received_lsn : flush, flush, 0,
-	                   repl_time_from_unix((double)tv.tv_sec + tv.tv_usec / 1e6), reply_requested);
+	                   repl_time_from_unix((double)tv.tv_sec + (double)tv.tv_usec / 1e6), reply_requested);
 	if (pgconn_stream_send(ws->conn, msg, sizeof(msg)) == 0 && flush > ws->confirmed_lsn) {
 		log_debug("wal confirmed lsn=%X/%X", (unsigned)(flush >> 32), (unsigned)flush);
 		ws->confirmed_lsn = flush;
@@ -727,7 +727,7 @@ static void on_relation(struct wal_source *ws, const struct pgo_msg *m)
  * value the new one did not repeat. NULL when unknown. */
 static const struct pgo_value *value_of(const struct pgo_tuple *t, const struct pgo_tuple *fallback, int att)
 {
-	if (att < 0 || att >= t->ncols)
+	if (t == NULL || att < 0 || att >= t->ncols)
 		return NULL;
 	const struct pgo_value *v = &t->cols[att];
 	if (v->kind == 'u' && fallback != NULL && att < fallback->ncols && fallback->cols[att].kind != 'u')
@@ -826,8 +826,12 @@ static void on_change(struct wal_source *ws, const struct pgo_msg *m)
 				add_row_key(ws, k, b, old, NULL);
 			break;
 		case PGO_DELETE:
-			if (k->events & CAPTURE_DELETE)
+			if (!(k->events & CAPTURE_DELETE))
+				break;
+			if (old != NULL) /* (the reader refuses a Delete without its old row) */
 				add_row_key(ws, k, b, old, NULL);
+			else
+				key_unavailable(ws, k, "its old row");
 			break;
 		default:
 			break;
@@ -1150,9 +1154,9 @@ static double oldest_unconfirmed_s(const struct wal_source *ws)
 		return 0;
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	double age =
-	    (double)(repl_time_from_unix((double)tv.tv_sec + tv.tv_usec / 1e6) - ws->txns[ws->txn_head].commit_time) /
-	    1e6;
+	double age = (double)(repl_time_from_unix((double)tv.tv_sec + (double)tv.tv_usec / 1e6) -
+	                      ws->txns[ws->txn_head].commit_time) /
+	             1e6;
 	return age > 0 ? age : 0;
 }
 

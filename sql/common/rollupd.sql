@@ -549,6 +549,14 @@ BEGIN
 END
 $$;
 
+-- Every change to the catalog (registration, delivery) tells a running
+-- rollupd at commit: it LISTENs on rollupd.catalog (a name no channel can
+-- have) and re-reads the catalog, as on SIGHUP.
+CREATE OR REPLACE FUNCTION rollupd.catalog_changed()
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT pg_notify('rollupd.catalog', '') $$;
+
 -- Queue mode: what the writers' light triggers call (through signal_keys).
 -- Switch a channel's delivery: 'notify', 'wal', or 'queue' with a 'logged'
 -- (the default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured
@@ -617,6 +625,7 @@ BEGIN
         PERFORM rollupd.capture_sync(t);
     END LOOP;
     PERFORM rollupd.wal_publication_sync();
+    PERFORM rollupd.catalog_changed();
 END
 $$;
 
@@ -764,6 +773,7 @@ BEGIN
             refresh_fn = excluded.refresh_fn, key_space = excluded.key_space, build_fn = excluded.build_fn,
             source_tables = excluded.source_tables, description = excluded.description;
     DELETE FROM rollupd.capture k USING rollupd.channel c WHERE c.channel = k.channel AND c.rollup = p_name;
+    PERFORM rollupd.catalog_changed();
 END
 $$;
 
@@ -779,6 +789,7 @@ BEGIN
     VALUES (p_channel, p_rollup, p_key_type, p_refresh_fn)
     ON CONFLICT (channel) DO UPDATE
         SET rollup = excluded.rollup, key_type = excluded.key_type, refresh_fn = excluded.refresh_fn;
+    PERFORM rollupd.catalog_changed();
 END
 $$;
 
@@ -809,6 +820,7 @@ BEGIN
     ON CONFLICT (channel, source_table, key_column) DO UPDATE
         SET filter_column = excluded.filter_column, filter_value = excluded.filter_value,
             watched_columns = excluded.watched_columns, events = excluded.events;
+    PERFORM rollupd.catalog_changed();
 END
 $$;
 
@@ -834,6 +846,7 @@ BEGIN
         PERFORM rollupd.capture_sync(t);
     END LOOP;
     PERFORM rollupd.wal_publication_sync();
+    PERFORM rollupd.catalog_changed();
 END
 $$;
 

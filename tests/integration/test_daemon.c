@@ -473,6 +473,74 @@ START_TEST(test_list_and_one_shot_reconcile)
 }
 END_TEST
 
+/* --status reads what rollupd is doing from the database alone: exit 0 when
+ * all is well, 1 naming what needs attention. */
+START_TEST(test_status_says_what_needs_attention)
+{
+	seed();
+	char out[8192], args[800], json_args[800];
+	snprintf(args, sizeof(args), "-d '%s' --status", daemon_conninfo(db));
+	snprintf(json_args, sizeof(json_args), "-d '%s' --status --json", daemon_conninfo(db));
+
+	/* Nothing runs yet. */
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 1);
+	ck_assert_msg(strstr(out, "attention: no rollupd is running on this database"), "%s", out);
+
+	/* Running and idle: ok; the listener is the active session. A channel
+	 * moved to queue mode is picked up from the catalog's notification,
+	 * without a SIGHUP. */
+	daemon_start(&d, db, NULL);
+	db_exec(conn, "SELECT rollupd.set_delivery('eth_user_balances_wallet', 'queue')");
+	ck_assert(daemon_wait_log(&d, "the rollup catalog changed in the database: re-reading it", 1, 5.0));
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 7 WHERE wallet = '0xw5'");
+	ck_assert(db_wait_value(conn, "7", 5.0, balance_sql(5)));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert_msg(strstr(out, "eth_user_balances_wallet queue") && strstr(out, "session active") &&
+	                  strstr(out, "workers 2 connected") && strstr(out, "status: ok"),
+	              "%s", out);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), json_args), 0);
+	ck_assert_msg(
+	    strstr(out, "{\"status\": \"ok\", \"problems\": []") &&
+	        strstr(out, "\"channel\": \"eth_user_balances_wallet\", \"delivery\": \"queue\", \"queued\": 0") &&
+	        strstr(out, "\"role\": \"active\""),
+	    "%s", out);
+
+	/* A poison key: named, with its error, and the exit says so. */
+	db_exec(conn, "ALTER TABLE eth_user_balances ADD CONSTRAINT poison CHECK (user_id <> 7 OR balance < 1000)");
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 5000 WHERE wallet = '0xw7'");
+	ck_assert(db_wait_value(conn, "1", 5.0, "SELECT count(*) FROM rollupd.poison"));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 1);
+	ck_assert_msg(strstr(out, "attention: 1 poison keys on channel eth_user_balances_wallet") &&
+	                  strstr(out, "poison eth_user_balances_wallet: 1 keys, latest 0xw7: ") &&
+	                  strstr(out, "\"poison\""),
+	              "%s", out);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), json_args), 1);
+	ck_assert_msg(strstr(out, "\"status\": \"attention\"") && strstr(out, "\"poison_keys\": 1") &&
+	                  strstr(out, "\"last_poison\": \"0xw7: "),
+	              "%s", out);
+	db_exec(conn, "ALTER TABLE eth_user_balances DROP CONSTRAINT poison");
+	ck_assert(db_wait_value(conn, "0", 10.0, "SELECT count(*) FROM rollupd.poison"));
+
+	/* Stopped with a key queued long ago: both are named. */
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 8 WHERE wallet = '0xw6'");
+	db_exec(conn, "UPDATE rollupd.queue SET enqueued_at = now() - interval '5 minutes'");
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 1);
+	ck_assert_msg(strstr(out, "attention: channel eth_user_balances_wallet: a key has waited 300") &&
+	                  strstr(out, "attention: no rollupd is running"),
+	              "%s", out);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), json_args), 1);
+	ck_assert_msg(strstr(out, "\"queued\": 1, \"oldest_queued_s\": 300"), "%s", out);
+
+	/* Started again, it drains the key: all is well. */
+	daemon_start(&d, db, NULL);
+	ck_assert(db_wait_value(conn, "8", 5.0, balance_sql(6)));
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert_int_eq(daemon_stop(&d, 10, NULL), 0);
+	assert_balances_verified(db);
+}
+END_TEST
+
 START_TEST(test_detached_start_waits_for_ready_and_reports_failure)
 {
 	seed();
@@ -535,6 +603,7 @@ Suite *daemon_suite(void)
 	tcase_add_test(tc, test_check_config_rejects_a_bad_conninfo);
 	tcase_add_test(tc, test_systemd_hears_ready_and_stopping);
 	tcase_add_test(tc, test_list_and_one_shot_reconcile);
+	tcase_add_test(tc, test_status_says_what_needs_attention);
 	tcase_add_test(tc, test_detached_start_waits_for_ready_and_reports_failure);
 	suite_add_tcase(s, tc);
 	return s;

@@ -341,7 +341,7 @@ START_TEST(test_a_standby_takes_the_slot_over)
 	start_wal("standby = { enabled = true; poll_ms = 200; };");
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 1 WHERE wallet = '0xw70'");
 	expect_balance(70, "1", 10);
-	struct daemon b;
+	struct daemon b = {0};
 	char config[2048];
 	snprintf(config, sizeof(config),
 	         "database = { conninfo = \"%s\"; pool_size = 2; reconnect_min_ms = 50; reconnect_max_ms = 400;"
@@ -411,10 +411,15 @@ START_TEST(test_what_the_mode_needs_is_checked_at_start)
 }
 END_TEST
 
+/* No SIGHUP: rollupd hears the catalog change (rollupd.catalog_changed()). */
 static void set_delivery(const char *mode)
 {
+	int heard = daemon_log_count(&d, "the rollup catalog changed in the database");
+	/* Leaving queue mode waits for the queue to drain (set_delivery refuses
+	 * while keys are queued). */
+	ck_assert(db_wait_value(conn, "0", 10.0, "SELECT count(*) FROM rollupd.queue"));
 	db_exec(conn, "SELECT rollupd.set_delivery(c.channel, '%s') FROM rollupd.channel c", mode);
-	kill(d.pid, SIGHUP);
+	ck_assert(daemon_wait_log(&d, "the rollup catalog changed in the database", heard + 1, 5.0));
 }
 
 START_TEST(test_switching_between_notify_queue_and_wal_loses_nothing)
@@ -436,6 +441,12 @@ START_TEST(test_switching_between_notify_queue_and_wal_loses_nothing)
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 3 WHERE wallet = '0xw82'");
 	ck_assert_msg(daemon_wait_log(&d, "wal streaming", 1, 10.0), "no stream (log %s)", d.log);
 	expect_balance(82, "3", 10);
+	/* --status names the slot and who streams it. */
+	char out[8192], args[700], expected[128];
+	snprintf(args, sizeof(args), "-c '%s' --status", d.conf);
+	snprintf(expected, sizeof(expected), "wal slot %s: streaming to pid ", db);
+	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
+	ck_assert_msg(strstr(out, expected) && strstr(out, "status: ok"), "%s", out);
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 4 WHERE wallet = '0xw83'");
 	expect_balance(83, "4", 10);
 

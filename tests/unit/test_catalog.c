@@ -118,7 +118,7 @@ START_TEST(test_catalog_builds_calls_and_skips_invalid_rows)
 
 	/* WAL-mode channels are not LISTENed on. */
 	char *listen = catalog_listen_sql(&cat);
-	ck_assert_str_eq(listen, "UNLISTEN *; LISTEN \"eub_user\"; LISTEN \"eub_wallet\";");
+	ck_assert_str_eq(listen, "UNLISTEN *; LISTEN \"rollupd.catalog\"; LISTEN \"eub_user\"; LISTEN \"eub_wallet\";");
 	free(listen);
 	catalog_free(&cat);
 	PQclear(res);

@@ -63,6 +63,26 @@ START_TEST(test_unknown_option_and_missing_argument_are_usage_errors)
 }
 END_TEST
 
+START_TEST(test_status_takes_json_and_json_needs_status)
+{
+	struct cli_options o;
+	char err[128];
+	char *argv1[] = {"rollupd", "--status", "--json", NULL};
+	ck_assert_int_eq(parse(&o, err, sizeof(err), 3, argv1), 0);
+	ck_assert_int_eq(o.mode, CLI_STATUS);
+	ck_assert(o.json);
+	char *argv2[] = {"rollupd", "--status", NULL};
+	ck_assert_int_eq(parse(&o, err, sizeof(err), 2, argv2), 0);
+	ck_assert(!o.json);
+	char *argv3[] = {"rollupd", "--list", "--json", NULL};
+	ck_assert_int_eq(parse(&o, err, sizeof(err), 3, argv3), -1);
+	ck_assert_str_eq(err, "--json goes with --status");
+	char *argv4[] = {"rollupd", "--status", "--verify", "x", NULL};
+	ck_assert_int_eq(parse(&o, err, sizeof(err), 4, argv4), -1);
+	ck_assert(strstr(err, "mutually exclusive") != NULL);
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
 	Suite *s = suite_create("cli");
@@ -71,6 +91,7 @@ Suite *cli_suite(void)
 	tcase_add_test(tc, test_options_are_read);
 	tcase_add_test(tc, test_two_modes_are_a_usage_error);
 	tcase_add_test(tc, test_unknown_option_and_missing_argument_are_usage_errors);
+	tcase_add_test(tc, test_status_takes_json_and_json_needs_status);
 	suite_add_tcase(s, tc);
 	return s;
 }

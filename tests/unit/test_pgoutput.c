@@ -24,6 +24,8 @@
 #include "pgoutput.h"
 #include "suites.h"
 
+/* Long messages are split over lines: adjacent literals are meant. */
+/* NOLINTBEGIN(bugprone-suspicious-missing-comma) */
 static const char *const captured[] = {
     "4200000000019c3fe0000304984ce556a6000002e8",
     "52000040077075626c69630075736572730064000401757365725f69640000000017ffffffff017478686173680000000413ffffffff006973"
@@ -66,6 +68,7 @@ static const char *const captured[] = {
     "5f63757272656e740000000010ffffffff0077616c6c65740000000413ffffffff",
     "55000040074e0004740000000339303074000000037478397400000001746e",
     "430000000000019c574000000000019c5770000304984ce56c6f"};
+/* NOLINTEND(bugprone-suspicious-missing-comma) */
 #define N_CAPTURED (sizeof(captured) / sizeof(captured[0]))
 
 static struct pgo_msg msg;
@@ -231,7 +234,8 @@ START_TEST(test_replication_frames_and_the_status_update)
 	ck_assert_int_eq(repl_frame_parse(keepalive, sizeof(keepalive) - 1, &f, err, sizeof(err)), -1);
 
 	unsigned char xlog[25 + 3] = {'w'};
-	memcpy(xlog + 25, "abc", 3);
+	static const unsigned char payload[3] = {'a', 'b', 'c'};
+	memcpy(xlog + 25, payload, sizeof(payload));
 	ck_assert_int_eq(repl_frame_parse(xlog, sizeof(xlog), &f, err, sizeof(err)), 0);
 	ck_assert_int_eq(f.kind, REPL_XLOGDATA);
 	ck_assert_uint_eq(f.data_len, 3);
