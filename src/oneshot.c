@@ -263,7 +263,7 @@ int oneshot_drop_slot(const struct config *cfg)
 	"       q.depth, round(extract(epoch FROM now() - q.oldest)::numeric, 1),"                                     \
 	"       p.n, p.last_error,"                                                                                    \
 	"       to_char(r.last_reconciled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"                   \
-	"       r.walk_started_at IS NOT NULL"                                                                         \
+	"       r.walk_started_at IS DISTINCT FROM r.last_walk_started_at"                                             \
 	"  FROM rollupd.channel c JOIN rollupd.rollup r ON r.name = c.rollup"                                          \
 	"  LEFT JOIN LATERAL (SELECT count(*) AS depth, min(x.enqueued_at) AS oldest"                                  \
 	"                       FROM rollupd.queue x WHERE x.channel = c.channel) q ON c.delivery = 'queue'"           \

@@ -927,6 +927,7 @@ $$;
 CREATE OR REPLACE FUNCTION rollupd.capture_sync(p_table text)
 RETURNS void
 LANGUAGE plpgsql
+SET client_min_messages = warning -- (no "trigger ... does not exist, skipping")
 AS $$
 DECLARE
     rel regclass := p_table::regclass;
@@ -1003,6 +1004,7 @@ $$;
 CREATE OR REPLACE FUNCTION rollupd.wal_publication_sync()
 RETURNS void
 LANGUAGE plpgsql
+SET client_min_messages = warning -- (no "publication ... does not exist, skipping")
 AS $$
 DECLARE
     t record;

@@ -502,7 +502,8 @@ START_TEST(test_status_says_what_needs_attention)
 	ck_assert_msg(
 	    strstr(out, "{\"status\": \"ok\", \"problems\": []") &&
 	        strstr(out, "\"channel\": \"eth_user_balances_wallet\", \"delivery\": \"queue\", \"queued\": 0") &&
-	        strstr(out, "\"role\": \"active\""),
+	        strstr(out, "\"role\": \"active\"") && strstr(out, "\"walk_under_way\": false") &&
+	        !strstr(out, "\"walk_under_way\": true"),
 	    "%s", out);
 
 	/* A poison key: named, with its error, and the exit says so. */
