@@ -12,6 +12,7 @@ int main(void)
 	srunner_add_suite(sr, queue_suite());
 	srunner_add_suite(sr, poison_suite());
 	srunner_add_suite(sr, metrics_suite());
+	srunner_add_suite(sr, prometheus_suite());
 	srunner_add_suite(sr, faults_suite());
 	srunner_add_suite(sr, standby_suite());
 	srunner_add_suite(sr, wal_suite());

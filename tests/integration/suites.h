@@ -9,6 +9,7 @@ Suite *daemon_suite(void);
 Suite *first_delegation_suite(void);
 Suite *metrics_suite(void);
 Suite *poison_suite(void);
+Suite *prometheus_suite(void);
 Suite *queue_suite(void);
 Suite *faults_suite(void);
 Suite *standby_suite(void);
