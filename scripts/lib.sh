@@ -5,9 +5,10 @@ ROLLUPD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Everything the scripts, the build and the tests run: to build from git
 # (compiler, autotools, pkg-config, the -dev packages), to test (Check,
 # PostgreSQL's server and client tools, curl for the metrics tests, runuser
-# and pkill, Prometheus and promtool for the Prometheus tests), and for make
-# lint / make format-check (cppcheck, clang-tidy, clang-format).
-ROLLUPD_PACKAGES="build-essential autoconf automake pkg-config libpq-dev libev-dev libconfig-dev check postgresql postgresql-client util-linux procps curl prometheus"
+# and pkill, Prometheus and promtool for the Prometheus tests, jq for the
+# Grafana dashboard's check), and for make lint / make format-check
+# (cppcheck, clang-tidy, clang-format).
+ROLLUPD_PACKAGES="build-essential autoconf automake pkg-config libpq-dev libev-dev libconfig-dev check postgresql postgresql-client util-linux procps curl prometheus jq"
 ROLLUPD_LINT_PACKAGES="cppcheck clang-tidy clang-format"
 
 log() { printf '==> %s\n' "$*"; }
