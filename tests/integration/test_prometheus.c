@@ -24,12 +24,18 @@
 
 static pid_t prometheus_pid;
 
-/* The harness's temp dir (tests/run-integration's), where every file of a test goes. */
+/* A directory tests/run-integration names in the environment. */
+static const char *env_dir(const char *name)
+{
+	const char *dir = getenv(name);
+	ck_assert_msg(dir != NULL, "%s is not set (run through tests/run-integration)", name);
+	return dir;
+}
+
+/* The harness's temp dir, where every file of a test goes. */
 static const char *test_dir(void)
 {
-	const char *dir = test_dir();
-	ck_assert_msg(dir != NULL, "ROLLUPD_TEST_DIR is not set (run through tests/run-integration)");
-	return dir;
+	return env_dir("ROLLUPD_TEST_DIR");
 }
 
 /* A loopback port nobody listens on now: bound to 0, read back, let go. */
@@ -94,6 +100,12 @@ static bool wait_metrics(int port, const char *needle, double timeout_s)
 	}
 }
 
+/* Where expect_promtool_clean() keeps the body it checked. */
+static void metrics_path(char *path, size_t len, const char *name)
+{
+	snprintf(path, len, "%s/%s-metrics.txt", test_dir(), name);
+}
+
 /* /metrics on `port` through `promtool check metrics`: it must exit 0 and
  * print nothing (a lint problem is a line like "x counter metrics should have
  * "_total" suffix"). `families` must all be in the body: what was checked. */
@@ -106,7 +118,7 @@ static void expect_promtool_clean(int port, const char *name, const char *const 
 	for (size_t i = 0; families[i] != NULL; i++)
 		ck_assert_msg(strstr(body, families[i]) != NULL, "%s: no \"%s\" in /metrics:\n%s", name, families[i],
 		              body);
-	snprintf(path, sizeof(path), "%s/%s-metrics.txt", test_dir(), name);
+	metrics_path(path, sizeof(path), name);
 	FILE *f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(body, f);
@@ -125,7 +137,8 @@ static void kill_prometheus(void)
 }
 
 /* Prometheus on 127.0.0.1:`port` scraping `targets` ("'127.0.0.1:1', ...")
- * every second, with its config, data and log in the harness's directory.
+ * every second and evaluating contrib/prometheus/rollupd-alerts.yml, with
+ * its config, data and log in the harness's directory.
  * It dies with this process however the test ends (a failed assertion
  * _exits, so atexit alone would not do). */
 static void prometheus_start(const char *name, int port, const char *targets)
@@ -139,8 +152,9 @@ static void prometheus_start(const char *name, int port, const char *targets)
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
 	        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+	        "rule_files:\n  - '%s/../contrib/prometheus/rollupd-alerts.yml'\n"
 	        "scrape_configs:\n  - job_name: rollupd\n    static_configs:\n      - targets: [%s]\n",
-	        targets);
+	        env_dir("ROLLUPD_SQL"), targets);
 	fclose(f);
 	ck_assert_int_eq(mkdir(data, 0700), 0);
 	snprintf(flag_conf, sizeof(flag_conf), "--config.file=%s", conf);
@@ -207,6 +221,14 @@ static char *query(int port, const char *promql)
 	ck_assert_msg(strstr(out, "\"status\":\"success\"") != NULL && strstr(out, "\"resultType\":\"vector\"") != NULL,
 	              "query %s: %s", promql, out);
 	return out;
+}
+
+static int count(const char *haystack, const char *needle)
+{
+	int n = 0;
+	for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
 }
 
 /* Does the answer hold a sample of `instance` with a value? */
@@ -298,6 +320,20 @@ START_TEST(test_promtool_checks_metrics_and_prometheus_scrapes_rollupd)
 	                                           "rollupd_wal_keys_unavailable_total ", NULL};
 	expect_promtool_clean(q.port, q.db, queue_families);
 	expect_promtool_clean(w.port, w.db, wal_families);
+	/* Between them, every family rollupd renders, with its type: the same set
+	 * tests/check-prometheus reads from the source to check the dashboard's
+	 * and the alert rules' metric names against. */
+	char qpath[600], wpath[600], cmd[4096];
+	metrics_path(qpath, sizeof(qpath), q.db);
+	metrics_path(wpath, sizeof(wpath), w.db);
+	snprintf(cmd, sizeof(cmd),
+	         "sed -n 's/^# TYPE //p' '%s' '%s' | sort -u >'%s.types' &&"
+	         " '%s/../tests/check-prometheus' --families | diff -u '%s.types' -",
+	         qpath, wpath, qpath, env_dir("ROLLUPD_SQL"), qpath);
+	int st;
+	char *diff = run(cmd, &st);
+	ck_assert_msg(st == 0, "/metrics families (-) and tests/check-prometheus --families (+) differ:\n%s", diff);
+	free(diff);
 
 	/* Prometheus scrapes both; under a small load it sees them ready and refreshing. */
 	int port = free_port();
@@ -330,6 +366,29 @@ START_TEST(test_promtool_checks_metrics_and_prometheus_scrapes_rollupd)
 	free(json);
 	json = query(port, "rollupd_wal_streaming == 1");
 	ck_assert_msg(has_sample(json, w.instance), "%s", json);
+	free(json);
+	/* The alert rules evaluate on these series without an error, and none fires. */
+	char rules_path[600];
+	snprintf(rules_path, sizeof(rules_path), "%s/../contrib/prometheus/rollupd-alerts.yml", env_dir("ROLLUPD_SQL"));
+	char *rules = read_file(rules_path);
+	int expected = count(rules, "- alert:"), alerting = 0, ok = 0;
+	free(rules);
+	double end = now_seconds() + 10;
+	json = NULL;
+	do {
+		free(json);
+		json = get(port, "/api/v1/rules?type=alert", &st);
+		alerting = count(json, "\"type\":\"alerting\"");
+		ok = count(json, "\"health\":\"ok\"");
+		if (alerting > 0 && ok == alerting)
+			break;
+		sleep_ms(250);
+	} while (now_seconds() < end);
+	ck_assert_msg(expected > 0 && alerting == expected && ok == alerting, "%d alerting rules of %d, %d healthy: %s",
+	              alerting, expected, ok, json);
+	free(json);
+	json = query(port, "ALERTS{alertstate=\"firing\"}");
+	ck_assert_msg(strstr(json, "\"result\":[]") != NULL, "alerts firing: %s", json);
 	free(json);
 	prometheus_stop();
 
