@@ -10,11 +10,36 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <math.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "log.h"
 #include "xalloc.h"
+
+/* Progress of a walk: one updating line on a terminal (stderr), a plain
+ * line every PROGRESS_PLAIN_S seconds otherwise. */
+#define PROGRESS_TTY_S 0.5
+#define PROGRESS_PLAIN_S 5.0
+static bool progress_tty;
+static bool progress_shown; /* an updating line is on the terminal */
+
+static void progress_clear(void)
+{
+	if (progress_shown) {
+		fputs("\r\033[K", stderr);
+		progress_shown = false;
+	}
+}
+
+/* The server's notices (a build's start, say) on stderr, above the progress line. */
+static void tool_notice(void *arg, const char *message)
+{
+	(void)arg;
+	progress_clear();
+	fprintf(stderr, "%s", message);
+}
 
 static PGconn *connect_blocking(const struct config *cfg)
 {
@@ -29,6 +54,7 @@ static PGconn *connect_blocking(const struct config *cfg)
 		PQfinish(pg);
 		return NULL;
 	}
+	PQsetNoticeProcessor(pg, tool_notice, NULL);
 	snprintf(setup, sizeof(setup), "SET statement_timeout = %d", cfg->statement_timeout_ms);
 	PGresult *res = PQexec(pg, setup);
 	PQclear(res);
@@ -114,6 +140,55 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The planner's estimate of the rollup's key space; 0 when unknown. */
+static double walk_estimate(PGconn *pg, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult *res = PQexecParams(pg, "SELECT rollupd.walk_estimate($1)", 1, NULL, params, NULL, NULL, 0);
+	double n = 0;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		n = strtod(PQgetvalue(res, 0, 0), NULL);
+	PQclear(res);
+	return n;
+}
+
+static void format_duration(char *out, size_t len, double s)
+{
+	if (s < 60)
+		snprintf(out, len, "%.0fs", s);
+	else if (s < 3600)
+		snprintf(out, len, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
+	else
+		snprintf(out, len, "%.0fh%02.0fm", floor(s / 3600), floor(fmod(s, 3600) / 60));
+}
+
+static void show_progress(const char *what, const char *name, unsigned long long chunks, double keys, double estimate,
+                          double elapsed)
+{
+	double rate = elapsed > 0 ? keys / elapsed : 0;
+	char left[32] = "?";
+	if (estimate > keys && rate > 0)
+		format_duration(left, sizeof(left), (estimate - keys) / rate);
+	else if (estimate > 0)
+		snprintf(left, sizeof(left), "soon");
+	char total[32] = "?";
+	if (estimate > 0)
+		snprintf(total, sizeof(total), "%.0f", estimate > keys ? estimate : keys);
+	if (progress_tty) {
+		fprintf(stderr, "\r\033[K%s %s: %llu chunks, ~%.0f of ~%s keys", what, name, chunks, keys, total);
+		if (estimate > 0)
+			fprintf(stderr, " (%.0f%%)",
+			        keys < estimate ? 100.0 * keys / estimate : 99.0); /* (not done yet) */
+		fprintf(stderr, ", %.0f keys/s, %s left", rate, left);
+		progress_shown = true;
+	} else {
+		fprintf(stderr,
+		        "%s progress rollup=%s chunks=%llu keys=%.0f estimated_keys=%s keys_per_s=%.0f left=%s\n", what,
+		        name, chunks, keys, total, rate, left);
+	}
+	fflush(stderr);
+}
+
 /* Walk the rollup's key space with `verify` or reconcile SQL. */
 static int walk(const struct config *cfg, const char *name, bool verify)
 {
@@ -138,7 +213,10 @@ static int walk(const struct config *cfg, const char *name, bool verify)
 	char first_keys[512] = "";
 	unsigned long long total = 0, chunks = 0;
 	int rc = EX_OK;
-	double started = now_s();
+	const char *what = verify ? "verify" : "reconcile";
+	double estimate = walk_estimate(pg, name);
+	double started = now_s(), shown = started;
+	progress_tty = isatty(STDERR_FILENO);
 	snprintf(chunk, sizeof(chunk), "%d", cfg->reconcile_chunk_keys);
 
 	for (;;) {
@@ -146,10 +224,10 @@ static int walk(const struct config *cfg, const char *name, bool verify)
 		PGresult *res =
 		    PQexecParams(pg, verify ? r->verify_sql : r->reconcile_sql, 2, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-			fprintf(stderr, "rollupd: %s failed rollup=%s after=%s: %s", verify ? "verify" : "reconcile",
-			        name, after ? after : "(start)",
-			        PQresultStatus(res) == PGRES_TUPLES_OK ? "expected one row\n"
-			                                               : PQresultErrorMessage(res));
+			progress_clear();
+			fprintf(
+			    stderr, "rollupd: %s failed rollup=%s after=%s: %s", what, name, after ? after : "(start)",
+			    PQresultStatus(res) == PGRES_TUPLES_OK ? "expected one row\n" : PQresultErrorMessage(res));
 			PQclear(res);
 			rc = EX_SOFTWARE;
 			break;
@@ -166,8 +244,15 @@ static int walk(const struct config *cfg, const char *name, bool verify)
 		PQclear(res);
 		if (after == NULL)
 			break;
+		double now = now_s();
+		if (now - shown >= (progress_tty ? PROGRESS_TTY_S : PROGRESS_PLAIN_S)) {
+			shown = now;
+			show_progress(what, name, chunks, (double)chunks * cfg->reconcile_chunk_keys, estimate,
+			              now - started);
+		}
 	}
 	free(after);
+	progress_clear();
 
 	if (rc == EX_OK) {
 		double ms = (now_s() - started) * 1000.0;

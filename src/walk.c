@@ -243,9 +243,12 @@ bool walks_complete(struct walks *ws, struct walk_chunk *chunk, const char *erro
 				begin(w, w->again_reason, now);
 			}
 		} else if (now - w->last_log >= 5.0) {
+			/* Keys done, at most a chunk's worth per chunk. */
+			double keys = (double)w->chunks * ws->policy.chunk_keys;
 			w->last_log = now;
-			log_info("reconcile progress rollup=%s after=%s fixed=%llu chunks=%llu", w->rollup, w->after,
-			         (unsigned long long)w->fixed, (unsigned long long)w->chunks);
+			log_info("reconcile progress rollup=%s after=%s fixed=%llu chunks=%llu keys_per_s=%.0f",
+			         w->rollup, w->after, (unsigned long long)w->fixed, (unsigned long long)w->chunks,
+			         now > w->started ? keys / (now - w->started) : 0.0);
 		}
 	}
 	chunk_free(chunk);

@@ -468,6 +468,28 @@ BEGIN
 END
 $$;
 
+-- About how many keys a walk of the rollup visits: the planner's estimate of
+-- its key space (for progress and time left; NULL when there is none, or
+-- when the estimate fails: it never fails a walk). Volatile: EXPLAIN.
+CREATE OR REPLACE FUNCTION rollupd.walk_estimate(p_rollup text)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    space text;
+    plan json;
+BEGIN
+    SELECT r.key_space INTO space FROM rollupd.rollup r WHERE r.name = p_rollup;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'EXPLAIN (FORMAT JSON) ' || space INTO plan;
+    RETURN round((plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+
 -- One chunk of a reconcile walk: repair the keys after `after`; one short
 -- transaction per call. `last_key` is NULL when the walk is done, and then
 -- the rollup's last_reconciled_at is set. The first call on an empty derived
@@ -493,6 +515,10 @@ BEGIN
     IF after IS NULL AND r.build_fn IS NOT NULL THEN
         EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rollupd.checked_name(r.derived_table)) INTO empty;
         IF empty THEN
+            -- One statement that may run for a while at scale: say so first
+            -- (a NOTICE reaches the client at once; rollupd logs it).
+            RAISE NOTICE 'rollupd: % is empty: building it in one pass with %() from its sources (about % keys)',
+                r.derived_table, r.build_fn, coalesce(rollupd.walk_estimate(p_rollup)::text, 'unknown');
             EXECUTE format('SELECT %s()', rollupd.checked_name(r.build_fn)) INTO fixed;
             last_key := NULL;
             UPDATE rollupd.rollup SET last_walk_started_at = walk_started_at, last_reconciled_at = now()

@@ -47,6 +47,9 @@ START_TEST(test_changes_made_before_start_are_caught_up)
 	/* user 10: 0xw10 (100) + linked 0xw210 (2100) */
 	ck_assert(db_wait_value(conn, "2200", 5.0, balance_sql(10)));
 	ck_assert_int_ge(daemon_log_count(&d, "reconcile done rollup=eth_user_balances fixed=200"), 1);
+	/* The empty table was built in one statement, which said so when it began. */
+	ck_assert_int_eq(daemon_log_count(&d, "server notice conn=worker-"), 1);
+	ck_assert_int_eq(daemon_log_count(&d, "rollupd: eth_user_balances is empty: building it in one pass"), 1);
 	/* The periodic summary line. */
 	db_exec(conn, "UPDATE eth_wallet_balances SET balance = balance + 1 WHERE wallet IN ('0xw1', '0xw2')");
 	ck_assert(db_wait_value(conn, "11", 5.0, balance_sql(1)));
@@ -464,6 +467,10 @@ START_TEST(test_list_and_one_shot_reconcile)
 	snprintf(args, sizeof(args), "-d '%s' --reconcile eth_user_balances", daemon_conninfo(db));
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert_msg(strstr(out, "fixed=200") != NULL, "%s", out);
+	/* The empty table was built in one statement, and the tool said so first. */
+	ck_assert_msg(strstr(out, "rollupd: eth_user_balances is empty: building it in one pass with "
+	                          "rollupd.eth_user_balances_build() from its sources (about "),
+	              "%s", out);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert_msg(strstr(out, "fixed=0") != NULL, "%s", out);
 
