@@ -127,23 +127,7 @@ static void reload(void *impl, const struct config *cfg)
 static bool channel(const void *impl, size_t i, struct channel_stats *out)
 {
 	const struct notify_source *ns = impl;
-	const struct batch_channel *ch = batcher_channel(ns->batcher, i);
-	if (ch == NULL)
-		return false;
-	*out = (struct channel_stats){
-	    .name = ch->name,
-	    .delivery = DELIVERY_NOTIFY,
-	    .keys_received = ch->keys_received,
-	    .keys_malformed = ch->keys_malformed,
-	    .keys_overflowed = ch->keys_overflowed,
-	    .keys_refreshed = ch->keys_refreshed,
-	    .rows_written = ch->rows_written,
-	    .batches_ok = ch->batches_ok,
-	    .batches_failed = ch->batches_failed,
-	    .pending = keyset_count(ch->pending),
-	    .queue_depth = -1,
-	};
-	return true;
+	return source_batch_channel_stats(ns->batcher, i, DELIVERY_NOTIFY, out);
 }
 
 static void notify_free(void *impl)

@@ -147,4 +147,9 @@ struct source *source_new(const struct source_ops *ops, void *impl);
 /* The source and its implementation (ops->free). NULL is fine. */
 void source_free(struct source *s);
 
+struct batcher;
+/* For the modes that batch keys in memory (notify, wal): the stats of the
+ * batcher's channel `i`; false past the last. */
+bool source_batch_channel_stats(const struct batcher *b, size_t i, enum delivery delivery, struct channel_stats *out);
+
 #endif

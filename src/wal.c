@@ -1111,23 +1111,7 @@ static void reload(void *impl, const struct config *cfg)
 static bool channel(const void *impl, size_t i, struct channel_stats *out)
 {
 	const struct wal_source *ws = impl;
-	const struct batch_channel *ch = batcher_channel(ws->batcher, i);
-	if (ch == NULL)
-		return false;
-	*out = (struct channel_stats){
-	    .name = ch->name,
-	    .delivery = DELIVERY_WAL,
-	    .keys_received = ch->keys_received,
-	    .keys_malformed = ch->keys_malformed,
-	    .keys_overflowed = ch->keys_overflowed,
-	    .keys_refreshed = ch->keys_refreshed,
-	    .rows_written = ch->rows_written,
-	    .batches_ok = ch->batches_ok,
-	    .batches_failed = ch->batches_failed,
-	    .pending = keyset_count(ch->pending),
-	    .queue_depth = -1,
-	};
-	return true;
+	return source_batch_channel_stats(ws->batcher, i, DELIVERY_WAL, out);
 }
 
 /* A server shutting down waits for every logical walsender to have its

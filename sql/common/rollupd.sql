@@ -583,6 +583,24 @@ RETURNS void
 LANGUAGE sql
 AS $$ SELECT pg_notify('rollupd.catalog', '') $$;
 
+-- After a channel's delivery or a rollup's captures changed: the light
+-- triggers of `tables` (rollupd.capture_sync), the WAL mode's publication,
+-- and a running rollupd follow.
+CREATE OR REPLACE FUNCTION rollupd.captures_changed(tables text[])
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
+        PERFORM rollupd.capture_sync(t);
+    END LOOP;
+    PERFORM rollupd.wal_publication_sync();
+    PERFORM rollupd.catalog_changed();
+END
+$$;
+
 -- Queue mode: what the writers' light triggers call (through signal_keys).
 -- Switch a channel's delivery: 'notify', 'wal', or 'queue' with a 'logged'
 -- (the default) or 'unlogged' dirty-key table. Idempotent. Unlogged measured
@@ -599,7 +617,6 @@ DECLARE
     part text := rollupd.queue_partition(p_channel);
     persistence "char";
     queued bigint;
-    t text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel) THEN
         RAISE EXCEPTION 'rollupd: no channel named %', p_channel;
@@ -647,11 +664,8 @@ BEGIN
         END IF;
     END IF;
     UPDATE rollupd.channel SET delivery = p_delivery WHERE channel = p_channel;
-    FOR t IN SELECT DISTINCT k.source_table FROM rollupd.capture k WHERE k.channel = p_channel LOOP
-        PERFORM rollupd.capture_sync(t);
-    END LOOP;
-    PERFORM rollupd.wal_publication_sync();
-    PERFORM rollupd.catalog_changed();
+    PERFORM rollupd.captures_changed(ARRAY(SELECT DISTINCT k.source_table FROM rollupd.capture k
+                                            WHERE k.channel = p_channel));
 END
 $$;
 
@@ -859,7 +873,6 @@ AS $$
 DECLARE
     ch text;
     tables text[];
-    t text;
 BEGIN
     SELECT array_agg(DISTINCT k.source_table) INTO tables
       FROM rollupd.capture k JOIN rollupd.channel c ON c.channel = k.channel WHERE c.rollup = p_rollup;
@@ -868,11 +881,7 @@ BEGIN
         DELETE FROM rollupd.queue_sentinel WHERE channel = ch;
     END LOOP;
     DELETE FROM rollupd.rollup WHERE name = p_rollup;
-    FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
-        PERFORM rollupd.capture_sync(t);
-    END LOOP;
-    PERFORM rollupd.wal_publication_sync();
-    PERFORM rollupd.catalog_changed();
+    PERFORM rollupd.captures_changed(tables);
 END
 $$;
 

@@ -343,15 +343,23 @@ START_TEST(test_database_without_catalog_backs_off_then_exits_69)
 }
 END_TEST
 
+/* A config file of the test's own, in the harness's directory. */
+static void write_test_config(char *path, size_t len, const char *name, const char *text)
+{
+	snprintf(path, len, "%s/%s-%d.conf", getenv("ROLLUPD_TEST_DIR"), name, (int)getpid());
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
 /* A conninfo that libpq cannot parse is a bad configuration: -t says so,
  * with the file and line, and so does a start (78), before any connection. */
 START_TEST(test_check_config_rejects_a_bad_conninfo)
 {
 	char out[2048], path[600], args[800];
-	snprintf(path, sizeof(path), "%s/badconninfo-%d.conf", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
-	FILE *f = fopen(path, "w");
-	fprintf(f, "log = { level = \"info\"; };\ndatabase = {\n  conninfo = \"dbnme=app\";\n};\n");
-	fclose(f);
+	write_test_config(path, sizeof(path), "badconninfo",
+	                  "log = { level = \"info\"; };\ndatabase = {\n  conninfo = \"dbnme=app\";\n};\n");
 	snprintf(args, sizeof(args), "-t -c '%s'", path);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
 	ck_assert_msg(strstr(out, ":3: database.conninfo is not a valid libpq connection string:") != NULL, "%s", out);
@@ -361,9 +369,7 @@ START_TEST(test_check_config_rejects_a_bad_conninfo)
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), "-t -d 'host=/tmp dbnme=x'"), 78);
 	ck_assert_msg(strstr(out, "-d: not a valid libpq connection string") != NULL, "%s", out);
 	/* The dotted form is not libconfig syntax: the error shows the group form. */
-	f = fopen(path, "w");
-	fprintf(f, "database.conninfo = \"dbname=app\";\n");
-	fclose(f);
+	write_test_config(path, sizeof(path), "badconninfo", "database.conninfo = \"dbname=app\";\n");
 	snprintf(args, sizeof(args), "-t -c '%s'", path);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
 	ck_assert_msg(strstr(out, ":1: syntax error") != NULL && strstr(out, "database = { conninfo =") != NULL, "%s",
@@ -374,10 +380,8 @@ END_TEST
 START_TEST(test_bad_config_exits_78_and_usage_error_exits_64)
 {
 	char out[2048], path[600], args[800];
-	snprintf(path, sizeof(path), "%s/bad-%d.conf", getenv("ROLLUPD_TEST_DIR"), (int)getpid());
-	FILE *f = fopen(path, "w");
-	fprintf(f, "database = { conninfo = \"dbname=x\"; };\nbatch = {\n  max_kees = 5;\n};\n");
-	fclose(f);
+	write_test_config(path, sizeof(path), "bad",
+	                  "database = { conninfo = \"dbname=x\"; };\nbatch = {\n  max_kees = 5;\n};\n");
 	snprintf(args, sizeof(args), "-t -c '%s'", path);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 78);
 	ck_assert_msg(strstr(out, ":3: unknown setting 'batch.max_kees'") != NULL, "%s", out);
@@ -385,9 +389,7 @@ START_TEST(test_bad_config_exits_78_and_usage_error_exits_64)
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), "--frobnicate"), 64);
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), "--list --verify x"), 64);
 
-	f = fopen(path, "w");
-	fprintf(f, "database = { conninfo = \"dbname=x\"; };\n");
-	fclose(f);
+	write_test_config(path, sizeof(path), "bad", "database = { conninfo = \"dbname=x\"; };\n");
 	ck_assert_int_eq(run_rollupd(out, sizeof(out), args), 0);
 	ck_assert(strstr(out, "is valid") != NULL);
 	db_create(db, sizeof(db));
