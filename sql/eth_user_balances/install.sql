@@ -21,54 +21,116 @@ CREATE TABLE IF NOT EXISTS eth_user_balances (
     created_at timestamp NOT NULL DEFAULT now()
 );
 
--- Refresh by wallet maps wallets to users through these. Not partial: the
--- planner estimates lower(wallet) = ANY (...) from an expression index's
--- statistics only when the index has no predicate; with a partial index it
--- guessed 0.5 % of the table per wallet and chose a sequential scan of users
--- (measured at 200,000 users: 140 ms for 1,000 wallets, 22 ms with these).
-CREATE INDEX IF NOT EXISTS users_lower_wallet_idx ON users (lower(wallet));
-CREATE INDEX IF NOT EXISTS associated_wallets_lower_wallet_idx ON associated_wallets (lower(wallet));
+-- Refresh by wallet maps wallets to users through these, one equality probe
+-- per wallet. Hash indexes: a probe reads one bucket page where a btree
+-- descends three levels comparing 42-character keys, and the work is
+-- memory-bound index descents (perf: _bt_first 60 % of a drain's CPU). A
+-- 1,000-key wallet drain at 1 M users cost 45-50 us of server CPU per key
+-- with these, 55-58 with the btree indexes of earlier versions, which are
+-- dropped (they are rollupd's own; the planner also prefers the hash index
+-- for equality). Not partial: the planner estimates lower(wallet) = $1 from
+-- an expression index's statistics only when the index has no predicate;
+-- with a partial index it guessed 0.5 % of the table per wallet and chose a
+-- sequential scan of users (measured at 200,000 users: 140 ms for 1,000
+-- wallets, 22 ms with an index without predicate).
+DROP INDEX IF EXISTS users_lower_wallet_idx;
+DROP INDEX IF EXISTS associated_wallets_lower_wallet_idx;
+CREATE INDEX IF NOT EXISTS users_lower_wallet_hash_idx ON users USING hash (lower(wallet));
+CREATE INDEX IF NOT EXISTS associated_wallets_lower_wallet_hash_idx ON associated_wallets USING hash (lower(wallet));
 
--- The definition, in one place: the derived rows the given ids must have.
--- A user with a current users row has one, with balance(u): the sum over
--- W(u), 0 when W(u) has no balance row. W(u) is a set: UNION counts a wallet
--- once even when it is both the users wallet and a linked one, or linked
--- twice in different cases. Other ids have no derived row.
+-- The definition, in one place: W(u), the wallets of each of the given
+-- users, with is_user for the rows that come from a current users row
+-- (derived rows exist for exactly the users that have one; such a row may
+-- have no wallet). Each user's rows are found through an index leading with
+-- user_id: users by its primary key, associated_wallets by its (user_id,
+-- wallet, chain) key. W(u) is a set: its callers count a wallet once even
+-- when it is both the users wallet and a linked one, or linked twice in
+-- different cases. user_id stays an integer, so that a bigint key reaches
+-- the indexes (int4 = int8 is in their operator family; a cast of the column
+-- would not be).
+CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_wallets(ids bigint[])
+RETURNS TABLE (user_id integer, wallet text, is_user boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT u.user_id, lower(u.wallet), true
+      FROM users u
+     WHERE u.user_id = ANY (ids) AND u.is_current
+    UNION ALL
+    SELECT a.user_id, lower(a.wallet), false
+      FROM associated_wallets a
+     WHERE a.user_id = ANY (ids) AND a.chain = 'eth' AND a.is_current AND NOT a.is_delete
+$$;
+
+-- balance(u) for one user, 0 when W(u) has no balance row, and whether u has
+-- a current users row: what refresh computes, key by key. Inlined (SQL,
+-- STABLE, one SELECT) into the LATERAL of its caller, where the aggregate
+-- keeps it from being flattened: every read is an index probe for this one
+-- user (the two above, then eth_wallet_balances by its primary key per
+-- wallet), so the cost per key is the same for 10 keys or 10,000, whatever
+-- the planner estimates. (The set-based form below, as refresh used it, was
+-- planned for 10,000 keys at 1 M users, in a session's first call, as a hash
+-- join over a sequential scan of all 1.5 M rows of eth_wallet_balances:
+-- 950 ms of a 2.8 s refresh.)
+CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_of(p_user_id bigint)
+RETURNS TABLE (balance numeric, is_user boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(sum(b.balance), 0), coalesce(bool_or(w.is_user), false)
+      FROM (SELECT x.wallet, bool_or(x.is_user) AS is_user
+              FROM rollupd.eth_user_balances_wallets(ARRAY[p_user_id]) AS x
+             GROUP BY x.wallet) AS w
+      LEFT JOIN eth_wallet_balances b ON b.wallet = w.wallet
+$$;
+
+-- balance(u) for each id, 0 when W(u) has no balance row, set-based: for the
+-- initial build over every user (hash joins over whole tables: 14-16 s for
+-- 1 M users, against 25 s key by key through eth_user_balances_of) and for
+-- tests. Refresh, reconcile chunks and verify go key by key instead: given a
+-- few thousand ids this form may be planned as the same hash joins.
 CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_compute(ids bigint[])
 RETURNS TABLE (user_id bigint, balance numeric)
 LANGUAGE sql STABLE
 AS $$
-    WITH k AS (
-        SELECT DISTINCT id AS user_id FROM unnest(ids) AS id
-         WHERE EXISTS (SELECT 1 FROM users u WHERE u.user_id = id AND u.is_current)
-    ), w AS (
-        SELECT u.user_id::bigint AS user_id, lower(u.wallet) AS wallet
-          FROM users u
-         WHERE u.user_id = ANY (ids) AND u.is_current AND u.wallet IS NOT NULL
-        UNION
-        SELECT a.user_id::bigint, lower(a.wallet)
-          FROM associated_wallets a
-         WHERE a.user_id = ANY (ids) AND a.chain = 'eth' AND a.is_current AND NOT a.is_delete
-    )
     SELECT k.user_id, coalesce(sum(b.balance), 0)
-      FROM k
-      LEFT JOIN w ON w.user_id = k.user_id
+      FROM (SELECT DISTINCT id AS user_id FROM unnest(ids) AS id) AS k
+      LEFT JOIN (SELECT DISTINCT w.user_id::bigint AS user_id, w.wallet
+                   FROM rollupd.eth_user_balances_wallets(ids) AS w) AS w ON w.user_id = k.user_id
       LEFT JOIN eth_wallet_balances b ON b.wallet = w.wallet
      GROUP BY k.user_id
 $$;
 
 -- refresh(user ids): lock the derived rows in key order first, compute in a
 -- later statement (a snapshot taken after the locks were granted, so a refresh
--- that started earlier can never overwrite a newer total), then write.
+-- that started earlier can never overwrite a newer total), then write what
+-- differs. Every step is a nested loop of index probes driven by the sorted
+-- ids (LATERAL subqueries the planner cannot flatten: FOR UPDATE, LIMIT, an
+-- aggregate), so the plan is the same at 10 keys or 10,000 and the cost per
+-- key stays flat. (The earlier form, = ANY (ids) joins and EXISTS tests, was
+-- planned as hash joins over sequential scans of users and
+-- eth_wallet_balances once a custom plan saw 10,000 ids.) A key
+-- whose row exists and whose total did not change costs one probe to lock it
+-- and the probes of the definition; nothing is written for it but the row
+-- lock. Since no plan here depends on how many keys come, the generic plan is
+-- the plan: force_generic_plan makes each statement's plan once per session,
+-- whatever the server's plan_cache_mode, instead of a custom plan at each of
+-- a session's first five calls and then, for small batches, at every call
+-- (the custom plans have the same shape; planning them took a one-key
+-- refresh from 0.12-0.17 ms of CPU to 0.33-0.48 ms, and is lost in the noise
+-- at 1,000 keys).
 CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_refresh(keys bigint[])
 RETURNS integer
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     ids bigint[];
-    inserted bigint[];
-    updated integer;
-    deleted integer;
+    locked bigint[];    -- rows this refresh holds, existing ones first
+    old numeric[];      -- their totals when locked (same order; NULL past the existing ones)
+    missing bigint[];
+    claimed bigint[];   -- missing keys of current users: inserted, or locked if another refresh inserted them
+    created bigint[];   -- rows this refresh inserted
+    upd bigint[];
+    del bigint[];
 BEGIN
     -- user_id is an integer: other keys name no user.
     SELECT array_agg(DISTINCT k ORDER BY k) INTO ids
@@ -78,61 +140,96 @@ BEGIN
         RETURN 0;
     END IF;
 
-    -- 1. Lock: create the missing rows of current users, then lock every row, in key order.
-    WITH ins AS (
-        INSERT INTO eth_user_balances AS d (user_id)
-        SELECT k FROM unnest(ids) AS k
-         WHERE EXISTS (SELECT 1 FROM users u WHERE u.user_id = k AND u.is_current)
-         ORDER BY k
-        ON CONFLICT (user_id) DO NOTHING
-        RETURNING d.user_id
-    )
-    SELECT coalesce(array_agg(ins.user_id), '{}') INTO inserted FROM ins;
+    -- 1. Lock the existing rows in key order (one probe each) and note their totals.
+    SELECT array_agg(k.id) FILTER (WHERE l.balance IS NOT NULL),
+           array_agg(l.balance) FILTER (WHERE l.balance IS NOT NULL),
+           array_agg(k.id) FILTER (WHERE l.balance IS NULL)
+      INTO locked, old, missing
+      FROM unnest(ids) AS k (id)
+      LEFT JOIN LATERAL (SELECT d.balance FROM eth_user_balances d WHERE d.user_id = k.id FOR UPDATE) AS l ON true;
 
-    PERFORM 1 FROM eth_user_balances d WHERE d.user_id = ANY (ids) ORDER BY d.user_id FOR UPDATE;
+    -- 2. Missing rows (new users, or keys that name no user): create those of
+    -- current users, in key order. A row another refresh created meanwhile
+    -- is locked instead (DO UPDATE ... WHERE false locks and writes nothing),
+    -- so that this refresh, which may be the newer one, still writes it.
+    IF missing IS NOT NULL THEN
+        WITH want AS MATERIALIZED (
+            SELECT k.id
+              FROM unnest(missing) AS k (id)
+             CROSS JOIN LATERAL (SELECT 1 FROM users u WHERE u.user_id = k.id AND u.is_current LIMIT 1) AS u
+        ), ins AS (
+            INSERT INTO eth_user_balances AS d (user_id)
+            SELECT want.id FROM want ORDER BY want.id
+            ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
+            RETURNING d.user_id
+        )
+        SELECT (SELECT array_agg(want.id) FROM want), (SELECT array_agg(ins.user_id) FROM ins)
+          INTO claimed, created;
+        locked := locked || claimed;    -- unnest(locked, old) pads old with NULL: always compared
+    END IF;
+    IF locked IS NULL THEN
+        RETURN 0;
+    END IF;
 
-    -- 2 and 3. Compute with a fresh snapshot and write what differs.
-    WITH c AS (
-        SELECT * FROM rollupd.eth_user_balances_compute(ids)
+    -- 2 and 3. Compute with a fresh snapshot; write only rows whose total
+    -- differs from the one locked (one more probe each, through the primary
+    -- key: the rows exist and are ours, so ON CONFLICT always updates), and
+    -- delete the rows of users with no current users row.
+    WITH c AS MATERIALIZED (
+        SELECT k.id AS user_id, s.balance, s.is_user
+          FROM unnest(locked, old) AS k (id, old)
+         CROSS JOIN LATERAL rollupd.eth_user_balances_of(k.id) AS s
+         WHERE s.balance IS DISTINCT FROM k.old OR NOT s.is_user
     ), u AS (
-        UPDATE eth_user_balances d
-           SET balance = c.balance, updated_at = now()
-          FROM c
-         WHERE d.user_id = c.user_id AND d.balance IS DISTINCT FROM c.balance
+        INSERT INTO eth_user_balances AS d (user_id, balance)
+        SELECT c.user_id, c.balance FROM c WHERE c.is_user
+        ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, updated_at = now()
+         WHERE d.balance IS DISTINCT FROM excluded.balance
+        RETURNING d.user_id
+    ), x AS (
+        DELETE FROM eth_user_balances d
+         WHERE d.user_id = ANY (ARRAY(SELECT c.user_id FROM c WHERE NOT c.is_user))
         RETURNING d.user_id
     )
-    SELECT count(*) FILTER (WHERE NOT (u.user_id = ANY (inserted))) INTO updated FROM u;
+    SELECT (SELECT array_agg(u.user_id::bigint) FROM u), (SELECT array_agg(x.user_id::bigint) FROM x) INTO upd, del;
 
-    -- A user with no current users row has no derived row.
-    DELETE FROM eth_user_balances d
-     WHERE d.user_id = ANY (ids)
-       AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = d.user_id AND u.is_current);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
-
-    RETURN cardinality(inserted) + updated + deleted;
+    -- Rows written or deleted, each once: a row created here counts once if
+    -- it stays (its total written or not), not at all if it was deleted.
+    IF created IS NULL THEN
+        RETURN coalesce(cardinality(upd), 0) + coalesce(cardinality(del), 0);
+    END IF;
+    RETURN (SELECT count(*) FROM (SELECT unnest(upd) EXCEPT SELECT unnest(created)) AS a)
+         + (SELECT count(*) FROM (SELECT unnest(del) EXCEPT SELECT unnest(created)) AS b)
+         + (SELECT count(*) FROM (SELECT unnest(created) EXCEPT SELECT unnest(del)) AS e);
 END
 $$;
 
 -- refresh(wallets): the users a wallet backs now, then refresh them. A user a
 -- wallet stopped backing is refreshed through the user channel by the same
--- change (the link, unlink or users.wallet update signals it).
+-- change (the link, unlink or users.wallet update notifies it). Two probes of
+-- the lower(wallet) indexes per distinct wallet, in a LATERAL fenced with
+-- OFFSET 0: flattened (lower(wallet) = ANY (wallets)), the planner turned
+-- 10,000 wallets into sequential scans of users and associated_wallets
+-- (1 s of the 2.8 s such a refresh took at 1 M users). Generic plans, as for
+-- refresh above.
 CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_refresh_wallets(keys text[])
 RETURNS integer
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    wallets text[];
     ids bigint[];
 BEGIN
-    SELECT array_agg(DISTINCT lower(k)) INTO wallets FROM unnest(keys) AS k;
     SELECT array_agg(DISTINCT x.user_id) INTO ids
-      FROM (SELECT u.user_id::bigint AS user_id
-              FROM users u
-             WHERE lower(u.wallet) = ANY (wallets) AND u.is_current
-            UNION ALL
-            SELECT a.user_id::bigint
-              FROM associated_wallets a
-             WHERE lower(a.wallet) = ANY (wallets) AND a.chain = 'eth' AND a.is_current AND NOT a.is_delete) AS x;
+      FROM (SELECT DISTINCT lower(k) AS wallet FROM unnest(keys) AS k) AS w
+     CROSS JOIN LATERAL (SELECT u.user_id::bigint AS user_id
+                           FROM users u
+                          WHERE lower(u.wallet) = w.wallet AND u.is_current
+                         UNION ALL
+                         SELECT a.user_id
+                           FROM associated_wallets a
+                          WHERE lower(a.wallet) = w.wallet AND a.chain = 'eth' AND a.is_current AND NOT a.is_delete
+                         OFFSET 0) AS x;
     IF ids IS NULL THEN
         RETURN 0;
     END IF;
@@ -140,8 +237,9 @@ BEGIN
 END
 $$;
 
--- The initial build: an empty table is filled in one set-based pass, one
--- write per row (a refresh inserts, then updates). Concurrent refreshes wait
+-- The initial build: an empty table is filled in one set-based pass through
+-- eth_user_balances_compute, one write per row (a refresh inserts, then
+-- updates). Concurrent refreshes wait
 -- for it on the rows it inserts, then recompute.
 CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_build()
 RETURNS bigint

@@ -8,11 +8,15 @@
 
 DROP VIEW IF EXISTS v_user_balances;
 DROP TABLE IF EXISTS eth_user_balances;
-DROP INDEX IF EXISTS users_lower_wallet_idx;
+DROP INDEX IF EXISTS users_lower_wallet_hash_idx;
+DROP INDEX IF EXISTS associated_wallets_lower_wallet_hash_idx;
+DROP INDEX IF EXISTS users_lower_wallet_idx;                -- schema 2's btree indexes
 DROP INDEX IF EXISTS associated_wallets_lower_wallet_idx;
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_build();
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_refresh_wallets(text[]);
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_refresh(bigint[]);
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_compute(bigint[]);
+DROP FUNCTION IF EXISTS rollupd.eth_user_balances_of(bigint);
+DROP FUNCTION IF EXISTS rollupd.eth_user_balances_wallets(bigint[]);
 
 \ir ../common/uninstall-epilogue.sql

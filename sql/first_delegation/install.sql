@@ -59,11 +59,23 @@ SELECT DISTINCT ON (d.addr_id, d.pool_hash_id)
   JOIN tx t ON t.id = d.tx_id
  ORDER BY d.addr_id, d.pool_hash_id, d.slot_no, t.block_index, d.cert_index, d.id;
 
+-- The definition for the given addresses, address by address, in address
+-- order: the view above with its addr_id filter pushed down to the scan of
+-- delegation (an index probe by address, then tx by its primary key per
+-- certificate). The LATERAL with OFFSET 0 keeps the planner from flattening
+-- it into one join with `addr_id = ANY (ids)`, whose plan followed the
+-- estimate of how many rows the ids select: a custom plan for 1,000 ids
+-- already joined tx by a hash join over a sequential scan of the whole table
+-- (1.8 M rows here, about 100 M on mainnet). So the cost per address does not
+-- depend on how many addresses a call brings; sorted, consecutive addresses
+-- read neighbouring index pages.
 CREATE OR REPLACE FUNCTION rollupd.first_delegation_compute(ids bigint[])
 RETURNS SETOF rollupd.first_delegation_source
 LANGUAGE sql STABLE
 AS $$
-    SELECT * FROM rollupd.first_delegation_source s WHERE s.addr_id = ANY (ids)
+    SELECT s.*
+      FROM (SELECT DISTINCT id FROM unnest(ids) AS id ORDER BY id) AS k
+     CROSS JOIN LATERAL (SELECT * FROM rollupd.first_delegation_source s WHERE s.addr_id = k.id OFFSET 0) AS s
 $$;
 
 -- Every write to first_delegation takes this lock first, for the rest of its
@@ -81,42 +93,68 @@ AS $$ SELECT pg_advisory_xact_lock(hashtext('rollupd'), hashtext('first_delegati
 
 -- Bring the rows of the given addresses to the definition; returns the rows
 -- written or deleted. The caller holds first_delegation_lock(), so no other
--- writer can insert the same pair meanwhile: a plain INSERT of the missing
--- pairs is safe, and cheaper than INSERT ... ON CONFLICT when building.
+-- writer touches these rows meanwhile: a plain INSERT of the missing pairs is
+-- safe. Address by address, in address order (a LATERAL fenced with OFFSET
+-- 0, as in compute above), the computed rows are matched with the derived
+-- ones, read once by the primary key's addr_id prefix, and only the pairs
+-- that differ are written: a row whose pair is gone is deleted by its ctid
+-- (stable: no other writer, and this statement moves no other row), a new
+-- pair is inserted, a changed one updated through ON CONFLICT on the primary
+-- key (a probe per row, whatever their number). An address whose rows are
+-- right costs its reads and no write; the earlier form probed the primary
+-- key twice more per pair (one UPDATE ... FROM, one NOT EXISTS). PL/pgSQL
+-- with generic plans, so that the session plans it once: as a LANGUAGE sql
+-- function with data-modifying CTEs it was parsed and planned at every call
+-- (0.6 ms of CPU for a one-address refresh, 0.14 ms now). No plan here
+-- depends on the number of addresses. The initial build does not come here.
 CREATE OR REPLACE FUNCTION rollupd.first_delegation_apply(ids bigint[])
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $$
-    WITH c AS (
-        SELECT * FROM rollupd.first_delegation_compute(ids)
+DECLARE
+    n integer;
+BEGIN
+    WITH d AS MATERIALIZED (
+        SELECT k.id AS addr_id, x.*
+          FROM (SELECT DISTINCT id FROM unnest(ids) AS id ORDER BY id) AS k
+         CROSS JOIN LATERAL (
+               SELECT coalesce(c.pool_hash_id, f.pool_hash_id) AS pool_hash_id,
+                      c.slot_no, c.block_index, c.cert_index, c.delegation_id, f.ctid AS row_ctid
+                 FROM (SELECT * FROM rollupd.first_delegation_source s WHERE s.addr_id = k.id OFFSET 0) AS c
+                 FULL JOIN (SELECT f.ctid, f.* FROM first_delegation f WHERE f.addr_id = k.id OFFSET 0) AS f
+                   ON f.pool_hash_id = c.pool_hash_id
+                WHERE (c.slot_no, c.block_index, c.cert_index, c.delegation_id)
+                      IS DISTINCT FROM (f.slot_no, f.block_index, f.cert_index, f.delegation_id)
+               OFFSET 0) AS x
     ), gone AS (
         DELETE FROM first_delegation f
-         WHERE f.addr_id = ANY (ids)
-           AND NOT EXISTS (SELECT 1 FROM c WHERE c.addr_id = f.addr_id AND c.pool_hash_id = f.pool_hash_id)
-        RETURNING 1
-    ), changed AS (
-        UPDATE first_delegation f
-           SET slot_no = c.slot_no, block_index = c.block_index, cert_index = c.cert_index,
-               delegation_id = c.delegation_id
-          FROM c
-         WHERE f.addr_id = c.addr_id AND f.pool_hash_id = c.pool_hash_id
-           AND (f.slot_no, f.block_index, f.cert_index, f.delegation_id)
-               IS DISTINCT FROM (c.slot_no, c.block_index, c.cert_index, c.delegation_id)
+         WHERE f.ctid = ANY (ARRAY(SELECT d.row_ctid FROM d WHERE d.slot_no IS NULL))
         RETURNING 1
     ), added AS (
         INSERT INTO first_delegation (addr_id, pool_hash_id, slot_no, block_index, cert_index, delegation_id)
-        SELECT c.* FROM c
-         WHERE NOT EXISTS (SELECT 1 FROM first_delegation f
-                            WHERE f.addr_id = c.addr_id AND f.pool_hash_id = c.pool_hash_id)
+        SELECT d.addr_id, d.pool_hash_id, d.slot_no, d.block_index, d.cert_index, d.delegation_id
+          FROM d WHERE d.slot_no IS NOT NULL AND d.row_ctid IS NULL
+        RETURNING 1
+    ), changed AS (
+        INSERT INTO first_delegation AS f (addr_id, pool_hash_id, slot_no, block_index, cert_index, delegation_id)
+        SELECT d.addr_id, d.pool_hash_id, d.slot_no, d.block_index, d.cert_index, d.delegation_id
+          FROM d WHERE d.slot_no IS NOT NULL AND d.row_ctid IS NOT NULL
+        ON CONFLICT (addr_id, pool_hash_id) DO UPDATE
+           SET slot_no = excluded.slot_no, block_index = excluded.block_index, cert_index = excluded.cert_index,
+               delegation_id = excluded.delegation_id
         RETURNING 1
     )
-    SELECT ((SELECT count(*) FROM gone) + (SELECT count(*) FROM changed) + (SELECT count(*) FROM added))::integer
+    SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added) + (SELECT count(*) FROM changed) INTO n;
+    RETURN n;
+END
 $$;
 
 -- refresh(addr_ids): lock, then compute and write in a later statement.
 CREATE OR REPLACE FUNCTION rollupd.first_delegation_refresh(keys bigint[])
 RETURNS integer
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     ids bigint[];
