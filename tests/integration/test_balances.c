@@ -2,6 +2,8 @@
  * eth_user_balances through the running daemon: every change docs/design.md lists
  * reaches the derived row, and the row is exactly the definition.
  */
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -350,6 +352,140 @@ START_TEST(test_notify_keys_splits_payloads_under_8000_bytes)
 }
 END_TEST
 
+/* The plans a refresh runs, as auto_explain reports them (to the client, as
+ * NOTICEs): the text of every nested statement's plan, appended. */
+static char plans[1 << 20];
+static size_t plans_len;
+
+static void collect_plan(void *arg, const PGresult *res)
+{
+	(void)arg;
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	if (msg != NULL && strstr(msg, "Query Text:") != NULL && plans_len + strlen(msg) + 2 < sizeof(plans))
+		plans_len += (size_t)snprintf(plans + plans_len, sizeof(plans) - plans_len, "%s\n", msg);
+}
+
+/* What a refresh of this many keys must not do: read a whole source or
+ * derived table (or the queue), or join them by hashing or merging (the shapes a misestimate
+ * chose at 10,000 keys: bench/eth_user_balances/batch-cost, BENCHMARKS.md).
+ * Each key is a few index probes, in the plan chosen for every batch size. */
+/* The last may be read in order: the claim stops after max_keys rows (a LIMIT). */
+static const char *plan_tables[] = {"users", "associated_wallets", "eth_wallet_balances", "eth_user_balances",
+                                    "queue_eth_user_balances_wallet"};
+enum { N_WHOLE_SCAN_FORBIDDEN = 4 };
+
+/* What is wrong with one statement's plan, or NULL. */
+static const char *plan_fault(const char *plan, size_t len, char *bad, size_t bad_len)
+{
+	char needle[64];
+	bool reads_table = false;
+	for (size_t i = 0; i < sizeof(plan_tables) / sizeof(plan_tables[0]); i++) {
+		snprintf(needle, sizeof(needle), "Seq Scan on %s ", plan_tables[i]);
+		if (i < N_WHOLE_SCAN_FORBIDDEN && memmem(plan, len, needle, strlen(needle)) != NULL) {
+			snprintf(bad, bad_len, "reads all of %s", plan_tables[i]);
+			return bad;
+		}
+		snprintf(needle, sizeof(needle), " on %s ", plan_tables[i]);
+		reads_table |= memmem(plan, len, needle, strlen(needle)) != NULL;
+	}
+	if (!reads_table)
+		return NULL; /* in-memory arrays only (the wait histogram) */
+	for (const char *line = plan; line < plan + len;) {
+		const char *end = memchr(line, '\n', (size_t)(plan + len - line));
+		int n = (int)(end ? end - line : plan + len - line);
+		char buf[400];
+		snprintf(buf, sizeof(buf), "%.*s", n, line);
+		if (strstr(buf, " Join") != NULL && (strstr(buf, "Hash") != NULL || strstr(buf, "Merge") != NULL)) {
+			snprintf(bad, bad_len, "joins by hashing or merging: %s", buf);
+			return bad;
+		}
+		line += n + 1;
+	}
+	return NULL;
+}
+
+static void assert_probes_only(const char *what, int keys)
+{
+	char bad[512];
+	const char *fault = NULL;
+	for (const char *stmt = strstr(plans, "Query Text:"); stmt != NULL && fault == NULL;) {
+		const char *next = strstr(stmt + 1, "Query Text:");
+		fault = plan_fault(stmt, next ? (size_t)(next - stmt) : strlen(stmt), bad, sizeof(bad));
+		stmt = next;
+	}
+	if (fault != NULL) {
+		fprintf(stderr, "--- the plans of %s of %d keys:\n%s", what, keys, plans);
+		ck_abort_msg("%s of %d keys %s (plans on stderr)", what, keys, fault);
+	}
+}
+
+static void explain_call(const char *what, int keys, const char *sql)
+{
+	plans_len = 0;
+	plans[0] = '\0';
+	db_exec(conn, "%s", sql);
+	ck_assert_msg(plans_len > 0, "no plan reported for %s", what);
+	assert_probes_only(what, keys);
+}
+
+START_TEST(test_refresh_plans_are_index_probes_at_every_batch_size)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	/* Enough rows that a sequential scan is never the cheap way to read one. */
+	seed_users_with_balances(conn, 20000);
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+	              " SELECT g, '0xW' || (g + 1), 'eth', true, false FROM generate_series(1, 20000, 2) g");
+	db_exec(conn, "UPDATE users SET wallet = '0xw' || user_id");
+	db_exec(conn, "SELECT rollupd.eth_user_balances_build()");
+	db_exec(conn, "ANALYZE users, associated_wallets, eth_wallet_balances, eth_user_balances");
+	db_exec(conn, "LOAD 'auto_explain'");
+	db_exec(conn, "SET auto_explain.log_min_duration = 0");
+	db_exec(conn, "SET auto_explain.log_nested_statements = on");
+	db_exec(conn, "SET auto_explain.log_level = notice");
+	db_exec(conn, "SET client_min_messages = notice");
+	PQsetNoticeReceiver(conn, collect_plan, NULL);
+	/* Each size twice in this session: its first plan, then the cached one. */
+	static const int sizes[] = {10, 1000, 5000};
+	char sql[512];
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		for (int call = 0; call < 2; call++) {
+			int n = sizes[i];
+			snprintf(sql, sizeof(sql),
+			         "SELECT rollupd.eth_user_balances_refresh_wallets(ARRAY(SELECT '0xW' || (g * 3 %% "
+			         "20000 + 1)"
+			         " FROM generate_series(1, %d) g))",
+			         n);
+			explain_call("a refresh by wallet", n, sql);
+			snprintf(sql, sizeof(sql),
+			         "SELECT rollupd.eth_user_balances_refresh(ARRAY(SELECT (g * 7 %% 20005)::bigint"
+			         " FROM generate_series(1, %d) g))",
+			         n);
+			explain_call("a refresh by user", n, sql);
+		}
+	/* A drain of a queue of 6,000 keys, 1,000 at a time: claimed and deleted by ctid. */
+	PQsetNoticeReceiver(conn, collect_plan, NULL);
+	db_exec(conn, "SET client_min_messages = warning");
+	db_exec(conn, "SELECT rollupd.set_delivery('eth_user_balances_wallet', 'queue')");
+	db_exec(conn, "SELECT rollupd.signal_keys('eth_user_balances_wallet',"
+	              " ARRAY(SELECT '0xw' || g FROM generate_series(1, 6000) g))");
+	db_exec(conn, "ANALYZE rollupd.queue");
+	db_exec(conn, "SET client_min_messages = notice");
+	for (int call = 0; call < 2; call++) {
+		explain_call("a queue drain", 1000,
+		             "SELECT * FROM rollupd.queue_drain('eth_user_balances_wallet', 1000, '{0.1}')");
+		ck_assert_msg(strstr(plans, "Tid Scan on queue_eth_user_balances_wallet") != NULL,
+		              "the drain does not delete its claimed rows by ctid:\n%s", plans);
+	}
+	db_exec(conn, "SET client_min_messages = warning");
+	char *left = db_value(conn, "SELECT count(*) FROM rollupd.queue");
+	ck_assert_str_eq(left, "4000");
+	free(left);
+	PQfinish(conn);
+	assert_balances_verified(db);
+}
+END_TEST
+
 /* The rollup's promises hold whatever the delivery: every test here runs
  * in notify mode and again in WAL mode (no trigger; keys from the slot). */
 static void add_rollup_tests(TCase *tc)
@@ -376,6 +512,7 @@ Suite *balances_suite(void)
 	TCase *tc = tcase_create("balances");
 	add_rollup_tests(tc);
 	tcase_add_test(tc, test_notify_keys_splits_payloads_under_8000_bytes);
+	tcase_add_test(tc, test_refresh_plans_are_index_probes_at_every_batch_size);
 	suite_add_tcase(s, tc);
 	TCase *wal = tcase_create("balances-wal");
 	tcase_add_checked_fixture(wal, harness_use_wal, NULL);
