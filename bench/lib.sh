@@ -263,7 +263,7 @@ baseline_drop_new_indexes() { # database this-install.sql baseline-install.sql
 # Load database $1's tables and indexes in schema public, but those whose
 # name matches the regular expression $2, into shared_buffers (pg_prewarm).
 prewarm() { # database [exclude-regex]
-    psql -d "$1" -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" \
+    psql -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" \
         -c "SELECT count(pg_prewarm(c.oid)) FROM pg_class c
              WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i')
                AND c.relname !~ '${2:-^\$}'" >/dev/null
@@ -293,4 +293,13 @@ baseline_copy() { # rollup database copy
     psql -d postgres -c "CREATE DATABASE $3 TEMPLATE $2"
     psql -d "$3" -f "$PGHARNESS_DIR/baseline/sql/$1/install.sql" >/dev/null
     baseline_drop_new_indexes "$3" "$root/sql/$1/install.sql" "$PGHARNESS_DIR/baseline/sql/$1/install.sql"
+}
+
+# The CPU seconds the given processes have run, summed, from their
+# /proc/<pid>/schedstat: nanoseconds on a CPU (time waiting for one is not
+# counted), finer than cpu_seconds' clock ticks; for server processes.
+schedstat_seconds() { # pid...
+    local p
+    for p in "$@"; do cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || true; done |
+        awk '{s += $1} END {printf "%.3f\n", s / 1e9}'
 }
