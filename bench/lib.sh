@@ -303,3 +303,9 @@ schedstat_seconds() { # pid...
     for p in "$@"; do cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || true; done |
         awk '{s += $1} END {printf "%.3f\n", s / 1e9}'
 }
+
+# The pids of rollupd's sessions (listener, workers, WAL stream) on database $1.
+rollupd_backend_pids() { # database
+    psql -d "$1" -At -c "SELECT coalesce(string_agg(pid::text, ' '), '') FROM pg_stat_activity
+                          WHERE datname = '$1' AND application_name LIKE 'rollupd%'"
+}
