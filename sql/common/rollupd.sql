@@ -575,6 +575,44 @@ BEGIN
 END
 $$;
 
+-- Take every one of these source tables for a trigger or identity change,
+-- all or none. DDL on one table waits for its readers, and a refresh reads
+-- several (users, then associated_wallets) in an order its plan decides: a
+-- function that held one table while it waited for the next would deadlock
+-- with a refresh holding the next while it waited for the first (seen under
+-- load when a channel changed delivery). So each try waits at most 200 ms
+-- in all, and gives back what it took before the next: the refreshes
+-- finish meanwhile. Up to 5 minutes, then an error that says so.
+CREATE OR REPLACE FUNCTION rollupd.lock_sources(tables text[])
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    list text;
+    saved constant text := current_setting('lock_timeout');
+    give_up constant timestamptz := clock_timestamp() + interval '5 minutes';
+BEGIN
+    SELECT string_agg(t::regclass::text, ', ' ORDER BY t::regclass::text) INTO list
+      FROM unnest(tables) AS t WHERE to_regclass(t) IS NOT NULL;
+    IF list IS NULL THEN
+        RETURN;
+    END IF;
+    LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '200ms', true);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', list);
+            PERFORM set_config('lock_timeout', saved, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            IF clock_timestamp() > give_up THEN
+                RAISE EXCEPTION 'rollupd: could not lock % for 5 minutes: long transactions hold them', list;
+            END IF;
+            PERFORM pg_sleep(0.05 + random() * 0.1);
+        END;
+    END LOOP;
+END
+$$;
+
 -- Every change to the catalog (registration, delivery) tells a running
 -- rollupd at commit: it LISTENs on rollupd.catalog (a name no channel can
 -- have) and re-reads the catalog, as on SIGHUP.
@@ -593,6 +631,7 @@ AS $$
 DECLARE
     t text;
 BEGIN
+    PERFORM rollupd.lock_sources(tables);
     FOREACH t IN ARRAY coalesce(tables, '{}') LOOP
         PERFORM rollupd.capture_sync(t);
     END LOOP;

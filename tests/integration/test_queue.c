@@ -4,6 +4,7 @@
  * two daemons share one queue, no key waits for the safety poll, and a crash
  * that empties the unlogged queue leads to a full reconcile.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,53 @@ START_TEST(test_crash_emptying_the_unlogged_queue_leads_to_a_full_reconcile)
 }
 END_TEST
 
+/* A delivery change takes the channel's source tables while refreshes read
+ * them in their own order (users, then associated_wallets): neither may
+ * deadlock nor fail. A reader holds users while the change starts, then
+ * reads associated_wallets: once the change held associated_wallets and
+ * waited for users, and one of the two died with "deadlock detected". */
+START_TEST(test_delivery_change_does_not_deadlock_with_a_reader)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	seed_users_with_balances(conn, 50);
+	PGconn *reader = db_open(db);
+	PGconn *changer = db_open(db);
+	db_exec(reader, "BEGIN");
+	db_exec(reader, "SELECT count(*) FROM users");
+	ck_assert_int_eq(PQsendQuery(changer, "SELECT rollupd.set_delivery('eth_user_balances_user', 'queue')"), 1);
+	sleep_ms(500); /* the change is waiting for users */
+	db_exec(reader, "SELECT count(*) FROM associated_wallets");
+	db_exec(reader, "COMMIT");
+	PGresult *r;
+	bool ok = true;
+	char error[512] = "";
+	while ((r = PQgetResult(changer)) != NULL) {
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			ok = false;
+			snprintf(error, sizeof(error), "%s", PQresultErrorMessage(r));
+		}
+		PQclear(r);
+	}
+	ck_assert_msg(ok, "the delivery change failed: %s", error);
+	char *delivery =
+	    db_value(conn, "SELECT delivery FROM rollupd.channel WHERE channel = 'eth_user_balances_user'");
+	ck_assert_str_eq(delivery, "queue");
+	free(delivery);
+	/* The capture moved: a link now queues its user. */
+	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+	              " VALUES (7, '0xw8', 'eth', true, false)");
+	char *queued = db_value(conn, "SELECT string_agg(key, ',') FROM rollupd.queue");
+	ck_assert_str_eq(queued, "7");
+	free(queued);
+	PQfinish(reader);
+	PQfinish(changer);
+	daemon_start(&d, db, QUEUE_CONFIG);
+	expect_balance(7, "150", 10.0);
+	stop_and_verify();
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
@@ -221,6 +269,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, test_two_daemons_share_one_queue);
 	tcase_add_test(tc, test_key_queued_around_the_rearm_does_not_wait_for_the_poll);
 	tcase_add_test(tc, test_crash_emptying_the_unlogged_queue_leads_to_a_full_reconcile);
+	tcase_add_test(tc, test_delivery_change_does_not_deadlock_with_a_reader);
 	suite_add_tcase(s, tc);
 	return s;
 }
