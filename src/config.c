@@ -52,7 +52,7 @@ static const struct key_spec keys[] = {
     INT_KEY("database", "connect_retries", connect_retries, 0, 1000000, 5),
     INT_KEY("database", "reconnect_min_ms", reconnect_min_ms, 1, 600000, 100),
     INT_KEY("database", "reconnect_max_ms", reconnect_max_ms, 1, 3600000, 10000),
-    INT_KEY("batch", "max_keys", batch_max_keys, 1, 1000000, 1000),
+    INT_KEY("batch", "max_keys", batch_max_keys, 1, 1000000, 10000),
     INT_KEY("batch", "window_ms", batch_window_ms, 0, 600000, 20),
     INT_KEY("batch", "max_pending_keys", batch_max_pending_keys, 1, 100000000, 100000),
     INT_KEY("batch", "retry_min_ms", retry_min_ms, 1, 600000, 200),

@@ -43,7 +43,7 @@ START_TEST(test_minimal_file_uses_every_default)
 	ck_assert_ptr_nonnull(cfg = config_load(p, NULL, err, sizeof(err)));
 	ck_assert_str_eq(cfg->conninfo, "dbname=x");
 	ck_assert_int_eq(cfg->pool_size, 2);
-	ck_assert_int_eq(cfg->batch_max_keys, 1000);
+	ck_assert_int_eq(cfg->batch_max_keys, 10000);
 	ck_assert_int_eq(cfg->batch_window_ms, 20);
 	ck_assert_int_eq(cfg->statement_timeout_ms, 60000);
 	ck_assert_int_eq(cfg->connect_timeout_ms, 5000);
