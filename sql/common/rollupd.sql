@@ -575,14 +575,18 @@ BEGIN
 END
 $$;
 
--- Take every one of these source tables for a trigger or identity change,
--- all or none. DDL on one table waits for its readers, and a refresh reads
--- several (users, then associated_wallets) in an order its plan decides: a
+-- Take every one of these tables for a trigger, identity or queue change,
+-- all or none, before anything else. DDL on one table waits for its
+-- sessions, and the sessions take several in orders of their own: a refresh
+-- reads users, then associated_wallets; a drain holds the queue, then reads
+-- the sources; a writer holds a source, then its trigger queues a key. A
 -- function that held one table while it waited for the next would deadlock
--- with a refresh holding the next while it waited for the first (seen under
--- load when a channel changed delivery). So each try waits at most 200 ms
--- in all, and gives back what it took before the next: the refreshes
--- finish meanwhile. Up to 5 minutes, then an error that says so.
+-- with one of them (seen under load when a channel changed delivery), and
+-- one that kept a table while it slept between tries would stall them. So
+-- each try waits at most 200 ms for each lock, and a try that times out
+-- gives back everything it took (its subtransaction) before the next: the
+-- other sessions finish meanwhile. Up to 5 minutes, then an error that says
+-- so.
 CREATE OR REPLACE FUNCTION rollupd.lock_sources(tables text[])
 RETURNS void
 LANGUAGE plpgsql
@@ -660,11 +664,10 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM rollupd.channel c WHERE c.channel = p_channel) THEN
         RAISE EXCEPTION 'rollupd: no channel named %', p_channel;
     END IF;
-    -- A queue drain locks the queue, then reads the source tables; this
-    -- function changes the source tables' triggers and identity, then may
-    -- drop a queue partition. Taking the queue first, as drains do, keeps
-    -- the two from deadlocking (drains and queueing writers wait briefly).
-    LOCK TABLE rollupd.queue IN SHARE MODE;
+    -- The channel's source tables (triggers, identity) and the queue (its
+    -- partitions), all at once: see lock_sources.
+    PERFORM rollupd.lock_sources(ARRAY(SELECT DISTINCT k.source_table FROM rollupd.capture k
+                                        WHERE k.channel = p_channel) || 'rollupd.queue'::text);
     IF p_delivery NOT IN ('notify', 'queue', 'wal') OR p_table NOT IN ('logged', 'unlogged') THEN
         RAISE EXCEPTION 'rollupd: delivery is notify, wal, or queue with a logged or unlogged table (got %, %)',
             p_delivery, p_table;

@@ -82,24 +82,31 @@ AS $$
       LEFT JOIN eth_wallet_balances b ON b.wallet = w.wallet
 $$;
 
--- balance(u) for each id, 0 when W(u) has no balance row, set-based: for the
--- initial build over every user (hash joins over whole tables: 14-16 s for
--- 1 M users, against 25 s key by key through eth_user_balances_of) and for
--- tests. Refresh, reconcile chunks and verify go key by key instead: given a
--- few thousand ids this form may be planned as the same hash joins.
+-- The definition, set-based: the derived rows the given ids must have. A
+-- user with a current users row has one, with balance(u), 0 when W(u) has
+-- no balance row; other ids have none. For the initial build over every
+-- user (hash joins over whole tables: 14-16 s for 1 M users, against 25 s
+-- key by key through eth_user_balances_of) and for verify
+-- (rollupd.verify_chunk, chunks of reconcile.chunk_keys). Refresh goes key by
+-- key instead: given a few thousand ids this form may be planned as hash
+-- joins over whole tables.
 CREATE OR REPLACE FUNCTION rollupd.eth_user_balances_compute(ids bigint[])
 RETURNS TABLE (user_id bigint, balance numeric)
 LANGUAGE sql STABLE
 AS $$
     SELECT k.user_id, coalesce(sum(b.balance), 0)
-      FROM (SELECT DISTINCT id AS user_id FROM unnest(ids) AS id) AS k
+      FROM (SELECT DISTINCT id AS user_id FROM unnest(ids) AS id
+             WHERE EXISTS (SELECT 1 FROM users u WHERE u.user_id = id AND u.is_current)) AS k
       LEFT JOIN (SELECT DISTINCT w.user_id::bigint AS user_id, w.wallet
                    FROM rollupd.eth_user_balances_wallets(ids) AS w) AS w ON w.user_id = k.user_id
       LEFT JOIN eth_wallet_balances b ON b.wallet = w.wallet
      GROUP BY k.user_id
 $$;
 
--- refresh(user ids): lock the derived rows in key order first, compute in a
+-- refresh(user ids): lock the derived rows first (the existing ones in key
+-- order, then the missing ones in key order; three refreshes of overlapping
+-- keys can deadlock across the two steps, which fails the batch with a
+-- class 40 error and rollupd retries it), compute in a
 -- later statement (a snapshot taken after the locks were granted, so a refresh
 -- that started earlier can never overwrite a newer total), then write what
 -- differs. Every step is a nested loop of index probes driven by the sorted
@@ -127,7 +134,6 @@ DECLARE
     locked bigint[];    -- rows this refresh holds, existing ones first
     old numeric[];      -- their totals when locked (same order; NULL past the existing ones)
     missing bigint[];
-    claimed bigint[];   -- missing keys of current users: inserted, or locked if another refresh inserted them
     created bigint[];   -- rows this refresh inserted
     upd bigint[];
     del bigint[];
@@ -148,24 +154,25 @@ BEGIN
       FROM unnest(ids) AS k (id)
       LEFT JOIN LATERAL (SELECT d.balance FROM eth_user_balances d WHERE d.user_id = k.id FOR UPDATE) AS l ON true;
 
-    -- 2. Missing rows (new users, or keys that name no user): create those of
-    -- current users, in key order. A row another refresh created meanwhile
-    -- is locked instead (DO UPDATE ... WHERE false locks and writes nothing),
-    -- so that this refresh, which may be the newer one, still writes it.
+    -- 2. Missing rows (new users, or keys that name no user): create one for
+    -- every missing key, in key order, whatever users says now. A row another
+    -- refresh (or the build) created and has not committed yet is invisible
+    -- to step 1: the insert waits for it, then locks it instead (DO UPDATE
+    -- ... WHERE false locks and writes nothing), so that this refresh, which
+    -- may be the newer one, still writes it, or deletes it when the user has
+    -- stopped being current meanwhile. Skipping the keys of non-current users
+    -- here would let that other refresh's row outlive its user. Step 3
+    -- deletes the rows of keys that name no current user (a row created and
+    -- deleted in this transaction is never seen by anyone else).
     IF missing IS NOT NULL THEN
-        WITH want AS MATERIALIZED (
-            SELECT k.id
-              FROM unnest(missing) AS k (id)
-             CROSS JOIN LATERAL (SELECT 1 FROM users u WHERE u.user_id = k.id AND u.is_current LIMIT 1) AS u
-        ), ins AS (
+        WITH ins AS (
             INSERT INTO eth_user_balances AS d (user_id)
-            SELECT want.id FROM want ORDER BY want.id
+            SELECT k.id FROM unnest(missing) AS k (id) ORDER BY k.id
             ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
             RETURNING d.user_id
         )
-        SELECT (SELECT array_agg(want.id) FROM want), (SELECT array_agg(ins.user_id) FROM ins)
-          INTO claimed, created;
-        locked := locked || claimed;    -- unnest(locked, old) pads old with NULL: always compared
+        SELECT array_agg(ins.user_id) INTO created FROM ins;
+        locked := locked || missing;    -- unnest(locked, old) pads old with NULL: always compared
     END IF;
     IF locked IS NULL THEN
         RETURN 0;

@@ -212,35 +212,55 @@ START_TEST(test_crash_emptying_the_unlogged_queue_leads_to_a_full_reconcile)
 }
 END_TEST
 
-/* A delivery change takes the channel's source tables while refreshes read
- * them in their own order (users, then associated_wallets): neither may
- * deadlock nor fail. A reader holds users while the change starts, then
- * reads associated_wallets: once the change held associated_wallets and
- * waited for users, and one of the two died with "deadlock detected". */
-START_TEST(test_delivery_change_does_not_deadlock_with_a_reader)
+/* The result of a query sent with PQsendQuery: NULL when it succeeded, else its error. */
+static char *finish_async(PGconn *c)
 {
-	db_create(db, sizeof(db));
-	conn = db_open(db);
-	seed_users_with_balances(conn, 50);
-	PGconn *reader = db_open(db);
-	PGconn *changer = db_open(db);
-	db_exec(reader, "BEGIN");
-	db_exec(reader, "SELECT count(*) FROM users");
-	ck_assert_int_eq(PQsendQuery(changer, "SELECT rollupd.set_delivery('eth_user_balances_user', 'queue')"), 1);
-	sleep_ms(500); /* the change is waiting for users */
-	db_exec(reader, "SELECT count(*) FROM associated_wallets");
-	db_exec(reader, "COMMIT");
+	static char error[512];
 	PGresult *r;
 	bool ok = true;
-	char error[512] = "";
-	while ((r = PQgetResult(changer)) != NULL) {
-		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+	while ((r = PQgetResult(c)) != NULL) {
+		if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
 			ok = false;
 			snprintf(error, sizeof(error), "%s", PQresultErrorMessage(r));
 		}
 		PQclear(r);
 	}
-	ck_assert_msg(ok, "the delivery change failed: %s", error);
+	return ok ? NULL : error;
+}
+
+/* A delivery change takes the channel's source tables and the queue while
+ * other sessions take them in orders of their own: a refresh reads users,
+ * then associated_wallets; a writer holds a source table, then its trigger
+ * queues a key. A session holds users while the change starts, then reads
+ * associated_wallets (`write`: inserts a link there, whose trigger queues
+ * its user). Neither may deadlock, fail or stall: once the change held
+ * associated_wallets (or the queue) and waited for users. */
+static void delivery_change_races(bool write)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	seed_users_with_balances(conn, 50);
+	if (write)
+		db_exec(conn, "SELECT rollupd.set_delivery('eth_user_balances_user', 'queue', 'logged')");
+	PGconn *other = db_open(db);
+	PGconn *changer = db_open(db);
+	db_exec(other, "BEGIN");
+	db_exec(other, "SELECT count(*) FROM users");
+	double t0 = now_seconds();
+	ck_assert_int_eq(
+	    PQsendQuery(changer, write ? "SELECT rollupd.set_delivery('eth_user_balances_user', 'queue', 'unlogged')"
+	                               : "SELECT rollupd.set_delivery('eth_user_balances_user', 'queue')"),
+	    1);
+	sleep_ms(500); /* the change is waiting for users */
+	if (write)
+		db_exec(other, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
+		               " VALUES (9, '0xw10', 'eth', true, false)");
+	else
+		db_exec(other, "SELECT count(*) FROM associated_wallets");
+	db_exec(other, "COMMIT");
+	char *error = finish_async(changer);
+	ck_assert_msg(error == NULL, "the delivery change failed: %s", error);
+	ck_assert_msg(now_seconds() - t0 < 10.0, "the delivery change took %.1f s", now_seconds() - t0);
 	char *delivery =
 	    db_value(conn, "SELECT delivery FROM rollupd.channel WHERE channel = 'eth_user_balances_user'");
 	ck_assert_str_eq(delivery, "queue");
@@ -248,14 +268,27 @@ START_TEST(test_delivery_change_does_not_deadlock_with_a_reader)
 	/* The capture moved: a link now queues its user. */
 	db_exec(conn, "INSERT INTO associated_wallets (user_id, wallet, chain, is_current, is_delete)"
 	              " VALUES (7, '0xw8', 'eth', true, false)");
-	char *queued = db_value(conn, "SELECT string_agg(key, ',') FROM rollupd.queue");
-	ck_assert_str_eq(queued, "7");
+	char *queued = db_value(conn, "SELECT string_agg(key, ',' ORDER BY key) FROM rollupd.queue");
+	ck_assert_str_eq(queued, write ? "7,9" : "7");
 	free(queued);
-	PQfinish(reader);
+	PQfinish(other);
 	PQfinish(changer);
 	daemon_start(&d, db, QUEUE_CONFIG);
 	expect_balance(7, "150", 10.0);
+	if (write)
+		expect_balance(9, "190", 10.0);
 	stop_and_verify();
+}
+
+START_TEST(test_delivery_change_does_not_deadlock_with_a_reader)
+{
+	delivery_change_races(false);
+}
+END_TEST
+
+START_TEST(test_delivery_change_does_not_stall_a_queueing_writer)
+{
+	delivery_change_races(true);
 }
 END_TEST
 
@@ -270,6 +303,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, test_key_queued_around_the_rearm_does_not_wait_for_the_poll);
 	tcase_add_test(tc, test_crash_emptying_the_unlogged_queue_leads_to_a_full_reconcile);
 	tcase_add_test(tc, test_delivery_change_does_not_deadlock_with_a_reader);
+	tcase_add_test(tc, test_delivery_change_does_not_stall_a_queueing_writer);
 	suite_add_tcase(s, tc);
 	return s;
 }
