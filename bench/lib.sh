@@ -45,9 +45,13 @@ wait_slot_caught_up() {
     exit 1
 }
 
-# The CPU seconds a process has used (user + system), from /proc.
-cpu_seconds() {
-    awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); print ($12 + $13) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+# The CPU seconds the given processes have run, summed (nanoseconds from
+# /proc/<pid>/schedstat: it does not count waiting for a core; a process
+# that is gone counts 0).
+cpu_seconds() { # pid...
+    local p
+    for p in "$@"; do cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || true; done |
+        awk '{s += $1} END {printf "%.3f\n", s / 1e9}'
 }
 
 # Restart the throwaway server with wal_level $1 (replica or logical).
@@ -293,15 +297,6 @@ baseline_copy() { # rollup database copy
     psql -d postgres -c "CREATE DATABASE $3 TEMPLATE $2"
     psql -d "$3" -f "$PGHARNESS_DIR/baseline/sql/$1/install.sql" >/dev/null
     baseline_drop_new_indexes "$3" "$root/sql/$1/install.sql" "$PGHARNESS_DIR/baseline/sql/$1/install.sql"
-}
-
-# The CPU seconds the given processes have run, summed, from their
-# /proc/<pid>/schedstat: nanoseconds on a CPU (time waiting for one is not
-# counted), finer than cpu_seconds' clock ticks; for server processes.
-schedstat_seconds() { # pid...
-    local p
-    for p in "$@"; do cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || true; done |
-        awk '{s += $1} END {printf "%.3f\n", s / 1e9}'
 }
 
 # The pids of rollupd's sessions (listener, workers, WAL stream) on database $1.
