@@ -5,11 +5,12 @@
 -- install.sql, and again after installing another rollup. Idempotent.
 --
 -- The role (NOLOGIN when created here: give it LOGIN and a way to
--- authenticate, or GRANT it to the login role rollupd connects as) may:
--- read the catalog and every rollupd view, and note in it when a reconcile
--- walk finished; read each rollup's source tables and nothing else of the
--- application; write each derived table; drain the queue, ring and re-arm the
--- doorbell, mark the queue sentinel, keep poison keys; execute the rollup functions (EXECUTE is PUBLIC by default, as the
+-- authenticate, or GRANT it to the login role rollupd connects as) may: read
+-- the catalog and every rollupd view, and note in it when a reconcile walk
+-- finished; read each rollup's source tables and nothing else of the
+-- application; write each derived table and its key-lock table; drain the
+-- queue, ring and re-arm the doorbell, mark the queue sentinel, keep poison
+-- keys; execute the rollup functions (EXECUTE is PUBLIC by default, as the
 -- writers' triggers need it too). It owns nothing and cannot change any
 -- table's definition, the catalog, or the source data.
 
@@ -56,6 +57,11 @@ BEGIN
         END IF;
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %s TO %I',
                        rollup.derived_table::regclass, r);
+        -- A rollup whose refresh locks key rows of its own (rollupd.<rollup>_key,
+        -- docs/design.md) inserts and locks them.
+        IF to_regclass(format('rollupd.%I', rollup.name || '_key')) IS NOT NULL THEN
+            EXECUTE format('GRANT INSERT, UPDATE ON TABLE rollupd.%I TO %I', rollup.name || '_key', r);
+        END IF;
         FOREACH t IN ARRAY rollup.source_tables LOOP
             EXECUTE format('GRANT SELECT ON TABLE %s TO %I', t::regclass, r);
         END LOOP;

@@ -78,22 +78,45 @@ AS $$
      CROSS JOIN LATERAL (SELECT * FROM rollupd.first_delegation_source s WHERE s.addr_id = k.id OFFSET 0) AS s
 $$;
 
--- Every write to first_delegation takes this lock first, for the rest of its
--- transaction, and computes in a later statement: a refresh that started
--- earlier has committed by then, so an older answer never overwrites a newer
--- one. Per-row locks cannot do it here (an address may have no rows yet, or
--- lose them all), and one lock per key takes a slot in the shared lock table
--- each. db-sync writes at chain pace (a block every 20 s or so), so one
--- writer at a time costs nothing; refreshes from other channels and rollups
--- do not wait for it.
-CREATE OR REPLACE FUNCTION rollupd.first_delegation_lock()
+-- The refresh's locks: one row per address a refresh has touched. Every
+-- refresh locks its addresses' rows here first, in address order, for the
+-- rest of its transaction, and computes in a later statement: a refresh of
+-- the same address that started earlier has committed by then, so an older
+-- answer never overwrites a newer one. The derived rows cannot serve (an
+-- address may have none yet, or lose them all); an advisory lock per key
+-- takes a slot of the shared lock table each (20,000 keys ran out of shared
+-- memory), and one advisory lock for the rollup ran one refresh at a time,
+-- one core's worth. Row locks cost no shared memory, and refreshes of other
+-- addresses go on at once. 8 bytes of key a row: about 40 MB of table and
+-- index per million addresses.
+CREATE TABLE IF NOT EXISTS rollupd.first_delegation_key (
+    addr_id bigint PRIMARY KEY
+);
+DROP FUNCTION IF EXISTS rollupd.first_delegation_lock();
+
+-- Lock the given addresses (see above): a shared hold on the rollup's
+-- advisory lock, which only the initial build takes exclusively, then each
+-- address's key row, inserted if it is new, in address order (two refreshes
+-- wait for each other in that order and never deadlock). ON CONFLICT DO
+-- UPDATE ... WHERE false locks an existing row and writes no new version of
+-- it; a row another refresh is inserting is waited for, then locked. One
+-- index probe and one tuple lock an address.
+CREATE OR REPLACE FUNCTION rollupd.first_delegation_lock(ids bigint[])
 RETURNS void
-LANGUAGE sql
-AS $$ SELECT pg_advisory_xact_lock(hashtext('rollupd'), hashtext('first_delegation')) $$;
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtext('rollupd'), hashtext('first_delegation'));
+    INSERT INTO rollupd.first_delegation_key AS k (addr_id)
+    SELECT DISTINCT id FROM unnest(ids) AS id WHERE id IS NOT NULL ORDER BY id
+        ON CONFLICT (addr_id) DO UPDATE SET addr_id = excluded.addr_id WHERE false;
+END
+$$;
 
 -- Bring the rows of the given addresses to the definition; returns the rows
--- written or deleted. The caller holds first_delegation_lock(), so no other
--- writer touches these rows meanwhile: a plain INSERT of the missing pairs is
+-- written or deleted. The caller holds first_delegation_lock(ids), so no
+-- other writer touches these rows meanwhile: a plain INSERT of the missing pairs is
 -- safe. Address by address, in address order (a LATERAL fenced with OFFSET
 -- 0, as in compute above), the computed rows are matched with the derived
 -- ones, read once by the primary key's addr_id prefix, and only the pairs
@@ -163,15 +186,16 @@ BEGIN
     IF ids IS NULL THEN
         RETURN 0;
     END IF;
-    PERFORM rollupd.first_delegation_lock();
+    PERFORM rollupd.first_delegation_lock(ids);
     RETURN rollupd.first_delegation_apply(ids);
 END
 $$;
 
 -- The initial build: an empty table is filled in one set-based pass (a hash
 -- join and a sort), several times faster than chunks of index lookups; the
--- first reconcile calls it. Under the lock, so a second build (another
--- rollupd) finds the table filled and does nothing.
+-- first reconcile calls it. It holds the rollup's advisory lock exclusively:
+-- no refresh runs meanwhile, and a second build (another rollupd) finds the
+-- table filled and does nothing.
 CREATE OR REPLACE FUNCTION rollupd.first_delegation_build()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -179,7 +203,7 @@ AS $$
 DECLARE
     n bigint := 0;
 BEGIN
-    PERFORM rollupd.first_delegation_lock();
+    PERFORM pg_advisory_xact_lock(hashtext('rollupd'), hashtext('first_delegation'));
     IF NOT EXISTS (SELECT 1 FROM first_delegation) THEN
         INSERT INTO first_delegation (addr_id, pool_hash_id, slot_no, block_index, cert_index, delegation_id)
         SELECT * FROM rollupd.first_delegation_source;

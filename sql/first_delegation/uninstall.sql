@@ -12,7 +12,9 @@ DROP INDEX IF EXISTS first_delegation_delegation_addr_id_idx;
 DROP FUNCTION IF EXISTS rollupd.first_delegation_build();
 DROP FUNCTION IF EXISTS rollupd.first_delegation_refresh(bigint[]);
 DROP FUNCTION IF EXISTS rollupd.first_delegation_apply(bigint[]);
+DROP FUNCTION IF EXISTS rollupd.first_delegation_lock(bigint[]);
 DROP FUNCTION IF EXISTS rollupd.first_delegation_lock();
+DROP TABLE IF EXISTS rollupd.first_delegation_key;
 DROP FUNCTION IF EXISTS rollupd.first_delegation_compute(bigint[]);
 DROP VIEW IF EXISTS rollupd.first_delegation_source;
 

@@ -70,8 +70,6 @@ int psql_file_in(const char *db, const char *dir, const char *file);
 /* pgbench on `db` with workload scripts from $ROLLUPD_WORKLOAD ("balance.sql@5 link.sql@3"); 0 on success. */
 int run_pgbench(const char *db, int clients, int seconds, const char *scripts);
 
-/* Send `sql` on `a` without waiting, then wait (watching from `observer`)
- * until its backend waits for a lock. db_finish() collects its results. */
 /* Users 1..n, each with wallet 0xW<id> and a balance row for 0xw<id> of
  * id * 10 (the same wallet: wallets match case-insensitively). */
 void seed_users_with_balances(PGconn *c, int n);
@@ -94,7 +92,10 @@ void seed_workload(PGconn *c);
 /* rollupd --verify ROLLUP until it reports 0 mismatches, or false after timeout_s. */
 bool wait_verify_clean(const char *db, const char *rollup, double timeout_s);
 
+/* Send `sql` on `a` without waiting, then wait (watching from `observer`)
+ * until its backend waits for a lock. db_finish() collects its results. */
 void db_send_until_blocked(PGconn *a, PGconn *observer, const char *sql);
+/* The results of what db_send_until_blocked() sent: each must succeed. */
 void db_finish(PGconn *a);
 
 /* Run the rollupd binary with `args` (shell words); stdout+stderr in `out`. Returns the exit code. */

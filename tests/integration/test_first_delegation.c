@@ -251,7 +251,7 @@ static char *race(const char *refresh_fn)
 	db_exec(c, "SELECT rollupd.first_delegation_refresh('{1}')");
 
 	db_exec(b, "BEGIN");
-	db_exec(b, "SELECT rollupd.first_delegation_lock()");
+	db_exec(b, "SELECT rollupd.first_delegation_lock('{1}')");
 	db_exec(b, "SELECT 1 FROM first_delegation WHERE addr_id = 1 FOR UPDATE");
 	char sql[256];
 	snprintf(sql, sizeof(sql), "SELECT %s('{1}')", refresh_fn);
@@ -287,6 +287,51 @@ START_TEST(test_concurrent_refreshes_never_leave_an_older_answer)
 	char *locked = race("rollupd.first_delegation_refresh");
 	ck_assert_str_eq(locked, "10:2000:0:0:2");
 	free(locked);
+	PQfinish(conn);
+	assert_fd_verified(db);
+}
+END_TEST
+
+/*
+ * Refreshes lock their addresses, not the rollup: while one holds address 1,
+ * a refresh of address 2 goes through at once, and one that includes address
+ * 1 waits for it and then finds its rows right. The initial build waits for
+ * every refresh in flight: it must not fill the table beside one.
+ */
+START_TEST(test_refreshes_wait_only_for_the_same_addresses)
+{
+	db_create_from("rollupd_fd_template", db, sizeof(db));
+	conn = db_open(db);
+	cert(1, 1, 10, 1000, 0, 0);
+	cert(2, 2, 10, 1000, 0, 1);
+	PGconn *a = db_open(db), *b = db_open(db);
+	db_exec(a, "BEGIN");
+	db_exec(a, "SELECT rollupd.first_delegation_refresh('{1}')");
+	/* While a is open the table holds only its uncommitted row: the build
+	 * must wait rather than fill the table beside it (it would collide with
+	 * a's row), then find the table filled and add nothing. */
+	db_send_until_blocked(b, conn, "SELECT rollupd.first_delegation_build()");
+	db_exec(a, "COMMIT");
+	db_finish(b);
+	expect_rows(1, "10:1000:0:0:1");
+	expect_rows(2, NULL);
+
+	db_exec(a, "BEGIN");
+	db_exec(a, "SELECT rollupd.first_delegation_refresh('{1}')");
+	db_exec(b, "SET lock_timeout = '5s'"); /* a wait here fails the call, and the test */
+	char *n = db_value(b, "SELECT rollupd.first_delegation_refresh('{2}')");
+	ck_assert_str_eq(n, "1");
+	free(n);
+	expect_rows(2, "10:1000:0:1:2");
+	db_exec(conn, "DELETE FROM delegation WHERE id = 2");
+	db_send_until_blocked(b, conn, "SELECT rollupd.first_delegation_refresh('{2,1}')");
+	db_exec(a, "UPDATE first_delegation SET slot_no = 5 WHERE addr_id = 1"); /* seen only once a commits */
+	db_exec(a, "COMMIT");
+	db_finish(b);
+	expect_rows(1, "10:1000:0:0:1"); /* b recomputed address 1 after a's commit */
+	expect_rows(2, NULL);
+	PQfinish(a);
+	PQfinish(b);
 	PQfinish(conn);
 	assert_fd_verified(db);
 }
@@ -491,6 +536,7 @@ static void add_rollup_tests(TCase *tc)
 	tcase_add_test(tc, test_out_of_order_certificates_converge);
 	tcase_add_test(tc, test_changes_while_stopped_are_caught_up);
 	tcase_add_test(tc, test_concurrent_refreshes_never_leave_an_older_answer);
+	tcase_add_test(tc, test_refreshes_wait_only_for_the_same_addresses);
 	tcase_add_test(tc, test_page_queries_equal_the_subquery_with_either_key_order);
 	tcase_add_test(tc, test_install_is_idempotent_and_uninstall_complete);
 }
