@@ -31,6 +31,29 @@ wait_settled() {
     exit 1
 }
 
+# Set the delivery of the channels named in $2 (a SQL list: 'a', 'b') to $3
+# (queue table $4: logged by default), then wait for rollupd (config $1) to
+# follow. A rollup whose delivery changed is walked once, a minute or more at
+# 1 M users, and that walk must not run inside a measurement: wait until the
+# rollup's last walk finished after the change (rollupd may read the new
+# catalog only after --status was first asked), then for --status.
+set_delivery_settled() {
+    local t0 rollups
+    t0=$(psql -At -c "SELECT now()")
+    rollups=$(psql -At -c "SELECT coalesce(string_agg(DISTINCT c.rollup, ','), '') FROM rollupd.channel c
+                            WHERE c.channel IN ($2) AND c.delivery <> '$3'")
+    psql -c "SELECT rollupd.set_delivery(c.channel, '$3', '${4:-logged}') FROM rollupd.channel c
+              WHERE c.channel IN ($2)" >/dev/null
+    if [ -n "$rollups" ]; then
+        for _ in $(seq 6000); do
+            [ "$(psql -At -c "SELECT bool_and(coalesce(last_reconciled_at >= '$t0', false)) FROM rollupd.rollup
+                               WHERE name = ANY (string_to_array('$rollups', ','))")" = t ] && break
+            sleep 0.1
+        done
+    fi
+    wait_settled "$1"
+}
+
 # Wait until the slot $1 has confirmed everything written so far (the
 # backlog of a paused or saturated run is refreshed).
 wait_slot_caught_up() {

@@ -193,9 +193,10 @@ $$;
 
 -- The initial build: an empty table is filled in one set-based pass (a hash
 -- join and a sort), several times faster than chunks of index lookups; the
--- first reconcile calls it. It holds the rollup's advisory lock exclusively:
--- no refresh runs meanwhile, and a second build (another rollupd) finds the
--- table filled and does nothing.
+-- first reconcile calls it. It adds every address's key row (see
+-- first_delegation_key) too. It holds the rollup's advisory lock
+-- exclusively: no refresh runs meanwhile, and a second build (another
+-- rollupd) finds the table filled and does nothing.
 CREATE OR REPLACE FUNCTION rollupd.first_delegation_build()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -208,6 +209,11 @@ BEGIN
         INSERT INTO first_delegation (addr_id, pool_hash_id, slot_no, block_index, cert_index, delegation_id)
         SELECT * FROM rollupd.first_delegation_source;
         GET DIAGNOSTICS n = ROW_COUNT;
+        -- Every address's key row, in one sorted pass: a later refresh locks
+        -- it rather than inserting it.
+        INSERT INTO rollupd.first_delegation_key (addr_id)
+        SELECT DISTINCT f.addr_id FROM first_delegation f ORDER BY 1
+            ON CONFLICT (addr_id) DO NOTHING;
     END IF;
     RETURN n;
 END
