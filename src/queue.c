@@ -233,10 +233,15 @@ struct queue_job *queues_take(struct queues *qs, ev_tstamp now)
 		job->step = step;
 		snprintf(job->max_keys, sizeof(job->max_keys), "%zu", qs->policy.max_keys);
 		job->rings_before = ch->rings;
+		job->taken_at = now;
 		if (step == QUEUE_STATS)
 			ch->stats_wanted = false;
 		else if (!(step == QUEUE_DRAIN && ch->backlog))
-			ch->wanted = false; /* with a backlog, more drains may run beside this one */
+			ch->wanted = false;
+		else
+			/* Busy: another drain may run beside this one, a window later
+			 * (started together, the second would find nothing to claim). */
+			ch->due_at = now + qs->policy.window_s;
 		ch->in_flight++;
 		qs->next = (i + 1) % qs->n_channels;
 		return job;
@@ -296,7 +301,11 @@ uint32_t queues_complete(struct queues *qs, struct queue_job *job, bool ok, long
 		ch->drains++;
 		ch->keys_drained += taken > 0 ? (uint64_t)taken : 0;
 		ch->rows_written += written > 0 ? (uint64_t)written : 0;
-		if (taken >= (long)qs->policy.max_keys) {
+		/* Busy: a full batch, or keys that took a window or more to refresh
+		 * (keys queued meanwhile have waited that long already). Drains go
+		 * on, up to `parallel` at once, without re-arming the doorbell,
+		 * until one finds the channel quiet. */
+		if (taken >= (long)qs->policy.max_keys || (taken > 0 && now - job->taken_at >= qs->policy.window_s)) {
 			ch->backlog = true;
 			ch->wanted = true;
 			ch->next = QUEUE_DRAIN;

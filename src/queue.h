@@ -25,10 +25,10 @@
 
 struct queue_policy {
 	size_t max_keys;   /* keys claimed per drain */
-	double window_s;   /* polling interval while the doorbell is not armed */
+	double window_s;   /* polling interval while the doorbell is not armed; a drain this long means busy */
 	double poll_s;     /* safety poll while armed; 0 disables it */
 	double stats_s;    /* depth and oldest-key age logged this often; 0 disables it */
-	unsigned parallel; /* drains of one channel at once while it has a backlog */
+	unsigned parallel; /* drains of one channel at once while it is busy */
 	uint32_t retry_min_ms;
 	uint32_t retry_max_ms;
 };
@@ -45,7 +45,7 @@ struct queue_channel {
 	char *rollup;
 	bool armed;   /* the doorbell is armed: nothing to do until it rings or the poll */
 	bool wanted;  /* the next step is due at `due_at` */
-	bool backlog; /* the last drain came back full */
+	bool backlog; /* busy: the last drain came back full, or took a window or more */
 	bool stats_wanted;
 	enum queue_step next;
 	ev_tstamp due_at;
@@ -67,6 +67,7 @@ struct queue_job {
 	char *rollup;
 	enum queue_step step;
 	uint64_t rings_before; /* the channel's rings when the step was taken */
+	ev_tstamp taken_at;    /* when it was taken */
 	char max_keys[16];     /* the statement's parameters */
 };
 

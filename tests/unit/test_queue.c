@@ -106,15 +106,45 @@ START_TEST(test_full_drains_run_in_parallel_and_rearm_waits_for_them)
 	ev_tstamp t = ev_now(loop);
 	step(t, QUEUE_DRAIN, true, 100); /* a backlog */
 	struct queue_job *a = queues_take(qs, t);
-	struct queue_job *b = queues_take(qs, t);
 	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_null(queues_take(qs, t)); /* the next one a window later */
+	struct queue_job *b = queues_take(qs, t + 0.020);
 	ck_assert_ptr_nonnull(b);
-	ck_assert_ptr_null(queues_take(qs, t)); /* parallel = 2 */
-	queues_complete(qs, a, true, 40, 40);   /* short: the backlog is done */
-	ck_assert_ptr_null(queues_take(qs, t)); /* no re-arm while b runs */
+	ck_assert_ptr_null(queues_take(qs, t + 1)); /* parallel = 2 */
+	queues_complete(qs, a, true, 40, 40);       /* short and quick: the backlog is done */
+	ck_assert_ptr_null(queues_take(qs, t + 1)); /* no re-arm while b runs */
 	queues_complete(qs, b, true, 100, 100);
 	step(t, QUEUE_DRAIN, true, 10);
 	step(t, QUEUE_REARM, true, 1);
+}
+END_TEST
+
+/* Keys arriving faster than one drain refreshes them: a drain that found
+ * keys and took a window or more lets the next ones run two at once, without
+ * re-arming, until one comes back with nothing. */
+START_TEST(test_slow_drains_run_in_parallel_until_the_channel_is_quiet)
+{
+	ev_tstamp t = ev_now(loop);
+	struct queue_job *a = queues_take(qs, t);
+	ck_assert_int_eq(a->step, QUEUE_DRAIN);
+	ck_assert_ptr_null(queues_take(qs, t + 0.5)); /* not busy yet: one drain */
+	ev_now_update(loop);
+	a->taken_at -= 0.5; /* it took 0.5 s for 30 keys */
+	queues_complete(qs, a, true, 30, 30);
+	t = ev_now(loop);
+	struct queue_job *b = queues_take(qs, t);
+	ck_assert_int_eq(b->step, QUEUE_DRAIN);
+	ck_assert_ptr_null(queues_take(qs, t));
+	struct queue_job *c = queues_take(qs, t + 0.020);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(c->step, QUEUE_DRAIN);
+	ck_assert_ptr_null(queues_take(qs, t + 1)); /* parallel = 2 */
+	queues_complete(qs, b, true, 0, 0);         /* quiet: re-arm once c is done */
+	ck_assert_ptr_null(queues_take(qs, t + 1));
+	queues_complete(qs, c, true, 2, 2);
+	step(t + 1, QUEUE_REARM, true, 1);
+	step(t + 1, QUEUE_LAST_LOOK, true, 0);
+	ck_assert(queues_find(qs, "q")->armed);
 }
 END_TEST
 
@@ -156,6 +186,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, test_rearm_refused_polls_after_the_window);
 	tcase_add_test(tc, test_ring_during_rearm_means_not_armed);
 	tcase_add_test(tc, test_full_drains_run_in_parallel_and_rearm_waits_for_them);
+	tcase_add_test(tc, test_slow_drains_run_in_parallel_until_the_channel_is_quiet);
 	tcase_add_test(tc, test_failure_backs_off_and_keeps_the_keys_queued);
 	tcase_add_test(tc, test_new_session_drains_even_when_armed);
 	suite_add_tcase(s, tc);
