@@ -234,16 +234,23 @@ struct queue_job *queues_take(struct queues *qs, ev_tstamp now)
 		snprintf(job->max_keys, sizeof(job->max_keys), "%zu", qs->policy.max_keys);
 		job->rings_before = ch->rings;
 		job->taken_at = now;
+		if (step == QUEUE_DRAIN || step == QUEUE_LAST_LOOK)
+			ch->drain_taken_at = now;
+		bool beside = false;
 		if (step == QUEUE_STATS)
 			ch->stats_wanted = false;
 		else if (!(step == QUEUE_DRAIN && ch->backlog))
 			ch->wanted = false;
 		else
+			beside = true;
+		ch->in_flight++;
+		qs->next = (i + 1) % qs->n_channels;
+		if (beside) {
 			/* Busy: another drain may run beside this one, a window later
 			 * (started together, the second would find nothing to claim). */
 			ch->due_at = now + qs->policy.window_s;
-		ch->in_flight++;
-		qs->next = (i + 1) % qs->n_channels;
+			arm_due_timer(qs);
+		}
 		return job;
 	}
 	return NULL;
@@ -309,7 +316,11 @@ uint32_t queues_complete(struct queues *qs, struct queue_job *job, bool ok, long
 			ch->backlog = true;
 			ch->wanted = true;
 			ch->next = QUEUE_DRAIN;
-			ch->due_at = now;
+			/* Drains of a busy channel start a window apart: at most one
+			 * claim per window, however many workers. */
+			ch->due_at = ch->drain_taken_at + qs->policy.window_s > now
+			                 ? ch->drain_taken_at + qs->policy.window_s
+			                 : now;
 		} else {
 			ch->backlog = false;
 			if (ch->armed) {

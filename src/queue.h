@@ -49,6 +49,7 @@ struct queue_channel {
 	bool stats_wanted;
 	enum queue_step next;
 	ev_tstamp due_at;
+	ev_tstamp drain_taken_at; /* when its last drain was taken */
 	unsigned in_flight;
 	struct backoff retry;
 

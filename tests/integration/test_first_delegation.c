@@ -322,6 +322,7 @@ START_TEST(test_refreshes_wait_only_for_the_same_addresses)
 	char *n = db_value(b, "SELECT rollupd.first_delegation_refresh('{2}')");
 	ck_assert_str_eq(n, "1");
 	free(n);
+	db_exec(b, "RESET lock_timeout"); /* the next call is meant to wait */
 	expect_rows(2, "10:1000:0:1:2");
 	db_exec(conn, "DELETE FROM delegation WHERE id = 2");
 	db_send_until_blocked(b, conn, "SELECT rollupd.first_delegation_refresh('{2,1}')");
@@ -500,8 +501,18 @@ START_TEST(test_install_is_idempotent_and_uninstall_complete)
 	conn = db_open(db);
 	cert(1, 1, 10, 1000, 0, 0);
 	db_exec(conn, "SELECT rollupd.first_delegation_refresh('{1}')");
+	/* A role that may write the cache may lock its keys once install.sql
+	 * ran (an upgrade that adds the key table, before roles.sql runs). */
+	db_exec(conn, "CREATE ROLE %s_writer", db);
+	db_exec(conn, "GRANT UPDATE ON first_delegation TO %s_writer", db);
 	ck_assert_int_eq(psql_file(db, "first_delegation/install.sql"), 0);
 	expect_rows(1, "10:1000:0:0:1"); /* a re-install keeps the cache */
+	char *may = db_value(conn,
+	                     "SELECT has_table_privilege('%s_writer', 'rollupd.first_delegation_key', 'INSERT')"
+	                     " AND has_table_privilege('%s_writer', 'rollupd.first_delegation_key', 'UPDATE')",
+	                     db, db);
+	ck_assert_str_eq(may, "t");
+	free(may);
 	char *n = db_value(conn, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_capture_%%'");
 	ck_assert_str_eq(n, harness_wal() ? "0" : "3");
 	free(n);
@@ -511,6 +522,8 @@ START_TEST(test_install_is_idempotent_and_uninstall_complete)
 	free(n);
 
 	ck_assert_int_eq(psql_file(db, "first_delegation/uninstall.sql"), 0);
+	db_exec(conn, "DROP OWNED BY %s_writer", db);
+	db_exec(conn, "DROP ROLE %s_writer", db);
 	char *left = db_value(conn, "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rollupd_capture_%%')"
 	                            " + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'first_delegation%%')"
 	                            " + (SELECT count(*) FROM pg_class WHERE relname LIKE 'first_delegation%%')"

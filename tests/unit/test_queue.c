@@ -11,9 +11,12 @@ static struct queues *qs;
 static struct catalog cat;
 static struct catalog_channel channels[2];
 
+static int dues; /* on_due calls */
+
 static void on_due(void *arg)
 {
 	(void)arg;
+	dues++;
 }
 
 static void setup(void)
@@ -104,18 +107,36 @@ END_TEST
 START_TEST(test_full_drains_run_in_parallel_and_rearm_waits_for_them)
 {
 	ev_tstamp t = ev_now(loop);
-	step(t, QUEUE_DRAIN, true, 100); /* a backlog */
-	struct queue_job *a = queues_take(qs, t);
+	step(t, QUEUE_DRAIN, true, 100); /* a backlog: drains start a window apart */
+	ck_assert_ptr_null(queues_take(qs, t));
+	struct queue_job *a = queues_take(qs, t + 0.020);
 	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_null(queues_take(qs, t)); /* the next one a window later */
-	struct queue_job *b = queues_take(qs, t + 0.020);
+	ck_assert_ptr_null(queues_take(qs, t + 0.020)); /* the next one a window later */
+	struct queue_job *b = queues_take(qs, t + 0.040);
 	ck_assert_ptr_nonnull(b);
 	ck_assert_ptr_null(queues_take(qs, t + 1)); /* parallel = 2 */
 	queues_complete(qs, a, true, 40, 40);       /* short and quick: the backlog is done */
 	ck_assert_ptr_null(queues_take(qs, t + 1)); /* no re-arm while b runs */
 	queues_complete(qs, b, true, 100, 100);
-	step(t, QUEUE_DRAIN, true, 10);
-	step(t, QUEUE_REARM, true, 1);
+	ck_assert_ptr_null(queues_take(qs, t + 0.050));
+	step(t + 0.060, QUEUE_DRAIN, true, 10);
+	step(t + 0.060, QUEUE_REARM, true, 1);
+}
+END_TEST
+
+/* The drain a busy channel may start beside the running one is due a
+ * window later, and a timer wakes the engine then: nothing else might. */
+START_TEST(test_the_drain_beside_is_woken_by_a_timer)
+{
+	ev_tstamp t = ev_now(loop);
+	step(t, QUEUE_DRAIN, true, 100);
+	ev_run(loop, EVRUN_ONCE); /* the next drain's timer */
+	struct queue_job *a = queues_take(qs, ev_now(loop));
+	ck_assert_ptr_nonnull(a);
+	dues = 0;
+	ev_run(loop, EVRUN_ONCE); /* returns at once, without a call, when no timer is armed */
+	ck_assert_int_eq(dues, 1);
+	ck_assert_ptr_nonnull(queues_take(qs, ev_now(loop)));
 }
 END_TEST
 
@@ -128,14 +149,13 @@ START_TEST(test_slow_drains_run_in_parallel_until_the_channel_is_quiet)
 	struct queue_job *a = queues_take(qs, t);
 	ck_assert_int_eq(a->step, QUEUE_DRAIN);
 	ck_assert_ptr_null(queues_take(qs, t + 0.5)); /* not busy yet: one drain */
-	ev_now_update(loop);
-	a->taken_at -= 0.5; /* it took 0.5 s for 30 keys */
+	a->taken_at -= 0.5;                           /* it took 0.5 s for 30 keys */
 	queues_complete(qs, a, true, 30, 30);
-	t = ev_now(loop);
-	struct queue_job *b = queues_take(qs, t);
+	ck_assert_ptr_null(queues_take(qs, t)); /* a window after the last drain began */
+	struct queue_job *b = queues_take(qs, t + 0.020);
 	ck_assert_int_eq(b->step, QUEUE_DRAIN);
-	ck_assert_ptr_null(queues_take(qs, t));
-	struct queue_job *c = queues_take(qs, t + 0.020);
+	ck_assert_ptr_null(queues_take(qs, t + 0.020));
+	struct queue_job *c = queues_take(qs, t + 0.040);
 	ck_assert_ptr_nonnull(c);
 	ck_assert_int_eq(c->step, QUEUE_DRAIN);
 	ck_assert_ptr_null(queues_take(qs, t + 1)); /* parallel = 2 */
@@ -187,6 +207,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, test_ring_during_rearm_means_not_armed);
 	tcase_add_test(tc, test_full_drains_run_in_parallel_and_rearm_waits_for_them);
 	tcase_add_test(tc, test_slow_drains_run_in_parallel_until_the_channel_is_quiet);
+	tcase_add_test(tc, test_the_drain_beside_is_woken_by_a_timer);
 	tcase_add_test(tc, test_failure_backs_off_and_keeps_the_keys_queued);
 	tcase_add_test(tc, test_new_session_drains_even_when_armed);
 	suite_add_tcase(s, tc);
