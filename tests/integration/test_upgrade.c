@@ -33,7 +33,7 @@ static char *first_line_of(const char *cmd)
 START_TEST(test_the_previous_release_upgrades_under_load)
 {
 	const char *src = getenv("ROLLUPD_SRCDIR");
-	char cmd[2048], old[600], db[64];
+	char cmd[4096], old[600], db[64];
 	/* The previous release: schema 2's line in sql/common/upgrade/RELEASES. */
 	snprintf(cmd, sizeof(cmd), "awk '$1 == 2 {print $2, $3}' '%s/sql/common/upgrade/RELEASES'", src);
 	char *line = first_line_of(cmd);
