@@ -236,21 +236,18 @@ struct queue_job *queues_take(struct queues *qs, ev_tstamp now)
 		job->taken_at = now;
 		if (step == QUEUE_DRAIN || step == QUEUE_LAST_LOOK)
 			ch->drain_taken_at = now;
-		bool beside = false;
-		if (step == QUEUE_STATS)
+		if (step == QUEUE_STATS) {
 			ch->stats_wanted = false;
-		else if (!(step == QUEUE_DRAIN && ch->backlog))
+		} else if (!(step == QUEUE_DRAIN && ch->backlog)) {
 			ch->wanted = false;
-		else
-			beside = true;
-		ch->in_flight++;
-		qs->next = (i + 1) % qs->n_channels;
-		if (beside) {
+		} else {
 			/* Busy: another drain may run beside this one, a window later
 			 * (started together, the second would find nothing to claim). */
 			ch->due_at = now + qs->policy.window_s;
 			arm_due_timer(qs);
 		}
+		ch->in_flight++;
+		qs->next = (i + 1) % qs->n_channels;
 		return job;
 	}
 	return NULL;
@@ -318,9 +315,8 @@ uint32_t queues_complete(struct queues *qs, struct queue_job *job, bool ok, long
 			ch->next = QUEUE_DRAIN;
 			/* Drains of a busy channel start a window apart: at most one
 			 * claim per window, however many workers. */
-			ch->due_at = ch->drain_taken_at + qs->policy.window_s > now
-			                 ? ch->drain_taken_at + qs->policy.window_s
-			                 : now;
+			ev_tstamp next_claim = ch->drain_taken_at + qs->policy.window_s;
+			ch->due_at = next_claim > now ? next_claim : now;
 		} else {
 			ch->backlog = false;
 			if (ch->armed) {

@@ -131,8 +131,8 @@ $$;
 
 -- Bring the rows of the given addresses to the definition; returns the rows
 -- written or deleted. The caller holds first_delegation_lock(ids), so no
--- other writer touches these rows meanwhile: a plain INSERT of the missing pairs is
--- safe. Address by address, in address order (a LATERAL fenced with OFFSET
+-- other writer touches these rows meanwhile: a plain INSERT of the missing
+-- pairs is safe. Address by address, in address order (a LATERAL fenced with OFFSET
 -- 0, as in compute above), the computed rows are matched with the derived
 -- ones, read once by the primary key's addr_id prefix, and only the pairs
 -- that differ are written: a row whose pair is gone is deleted by its ctid
