@@ -144,10 +144,16 @@ struct queue_channel *queues_find(struct queues *qs, const char *name)
 	return i < qs->n_channels ? qs->channels[i] : NULL;
 }
 
+/* A channel rollupd has just started to watch (at start, after the
+ * listener's reconnect, or a delivery change) is presumed busy: keys may
+ * have queued while nobody drained them. Its first drains may then run
+ * `parallel` at once, a window apart, instead of one alone until the first
+ * comes back full; the first that finds the channel quiet ends it (an
+ * empty queue costs one drain, or two when the first takes over a window). */
 static void drain_now(struct queue_channel *ch, ev_tstamp now)
 {
 	ch->armed = false;
-	ch->backlog = false;
+	ch->backlog = true;
 	ch->wanted = true;
 	ch->next = QUEUE_DRAIN;
 	ch->due_at = now;

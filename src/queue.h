@@ -45,7 +45,7 @@ struct queue_channel {
 	char *rollup;
 	bool armed;   /* the doorbell is armed: nothing to do until it rings or the poll */
 	bool wanted;  /* the next step is due at `due_at` */
-	bool backlog; /* busy: the last drain came back full, or took a window or more */
+	bool backlog; /* busy: the last drain came back full, or took a window or more; presumed when watching starts */
 	bool stats_wanted;
 	enum queue_step next;
 	ev_tstamp due_at;

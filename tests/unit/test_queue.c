@@ -149,6 +149,10 @@ END_TEST
 START_TEST(test_slow_drains_run_in_parallel_until_the_channel_is_quiet)
 {
 	ev_tstamp t = ev_now(loop);
+	step(t, QUEUE_DRAIN, true, 0); /* the drain at connect found nothing */
+	step(t, QUEUE_REARM, true, 1);
+	step(t, QUEUE_LAST_LOOK, true, 0);
+	queues_ring(qs, queues_find(qs, "q"));
 	struct queue_job *a = queues_take(qs, t);
 	ck_assert_int_eq(a->step, QUEUE_DRAIN);
 	ck_assert_ptr_null(queues_take(qs, t + 0.5)); /* not busy yet: one drain */
@@ -168,6 +172,34 @@ START_TEST(test_slow_drains_run_in_parallel_until_the_channel_is_quiet)
 	step(t + 1, QUEUE_REARM, true, 1);
 	step(t + 1, QUEUE_LAST_LOOK, true, 0);
 	ck_assert(queues_find(qs, "q")->armed);
+}
+END_TEST
+
+/* Keys may have queued while nobody drained them: a new session's first
+ * drains run two at once, a window apart, until one finds nothing. */
+START_TEST(test_a_new_session_presumes_a_backlog)
+{
+	ev_tstamp t = ev_now(loop);
+	struct queue_job *a = queues_take(qs, t);
+	ck_assert_int_eq(a->step, QUEUE_DRAIN);
+	ck_assert_ptr_null(queues_take(qs, t + 0.010));
+	struct queue_job *b = queues_take(qs, t + 0.020);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(b->step, QUEUE_DRAIN);
+	ck_assert_ptr_null(queues_take(qs, t + 1)); /* parallel = 2 */
+	queues_complete(qs, a, true, 0, 0);         /* quiet: re-arm once b is done */
+	ck_assert_ptr_null(queues_take(qs, t + 1));
+	queues_complete(qs, b, true, 0, 0);
+	step(t + 1, QUEUE_REARM, true, 1);
+	step(t + 1, QUEUE_LAST_LOOK, true, 0);
+	ck_assert(queues_find(qs, "q")->armed);
+	queues_set_channels(qs, &cat, true); /* the listener reconnected: presumed busy again */
+	struct queue_job *c = queues_take(qs, t + 2);
+	ck_assert_ptr_nonnull(c);
+	struct queue_job *d = queues_take(qs, t + 2.020);
+	ck_assert_ptr_nonnull(d);
+	queues_complete(qs, c, true, 0, 0);
+	queues_complete(qs, d, true, 0, 0);
 }
 END_TEST
 
@@ -211,6 +243,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, test_full_drains_run_in_parallel_and_rearm_waits_for_them);
 	tcase_add_test(tc, test_slow_drains_run_in_parallel_until_the_channel_is_quiet);
 	tcase_add_test(tc, test_the_drain_beside_is_woken_by_a_timer);
+	tcase_add_test(tc, test_a_new_session_presumes_a_backlog);
 	tcase_add_test(tc, test_failure_backs_off_and_keeps_the_keys_queued);
 	tcase_add_test(tc, test_new_session_drains_even_when_armed);
 	suite_add_tcase(s, tc);
