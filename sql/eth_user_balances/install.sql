@@ -103,31 +103,22 @@ AS $$
      GROUP BY k.user_id
 $$;
 
--- refresh(user ids): lock the derived rows first, compute in a later
--- statement (a snapshot taken after the locks were granted, so a refresh
+-- refresh(user ids): lock the derived rows first (the existing ones in key
+-- order, then the missing ones in key order; three refreshes of overlapping
+-- keys can deadlock across the two steps, which fails the batch with a
+-- class 40 error and rollupd retries it), compute in a
+-- later statement (a snapshot taken after the locks were granted, so a refresh
 -- that started earlier can never overwrite a newer total), then write what
--- differs. In two passes: first the rows no other transaction holds, in key
--- order, skipping the held ones (SKIP LOCKED), computed and written at once;
--- then the held and the missing ones, waiting for each held row in key order.
--- Two workers' batches that share a few users (10,000 random wallets at 1 M
--- users share about 30) thus wait for each other only for those users, after
--- computing the rest side by side: with one pass, the second batch waited at
--- its first shared user for the whole of the other's transaction, and two
--- workers drained 1.1x what one did. First passes run one at a time (see
--- below); three refreshes can still deadlock (one waits in its second pass
--- for a row a third held, which the other took in its first pass meanwhile),
--- as three can across the two steps of the second pass: one fails with a
--- class 40 error and rollupd retries it.
--- Every statement is a nested loop of index probes driven by the sorted ids
--- (LATERAL subqueries the planner cannot flatten: FOR UPDATE, LIMIT, an
+-- differs. Every step is a nested loop of index probes driven by the sorted
+-- ids (LATERAL subqueries the planner cannot flatten: FOR UPDATE, LIMIT, an
 -- aggregate), so the plan is the same at 10 keys or 10,000 and the cost per
 -- key stays flat. (The earlier form, = ANY (ids) joins and EXISTS tests, was
 -- planned as hash joins over sequential scans of users and
--- eth_wallet_balances once a custom plan saw 10,000 ids.) A key whose row
--- exists and whose total did not change costs one probe to lock it and the
--- probes of the definition; nothing is written for it but the row lock.
--- Since no plan here depends on how many keys come, the generic plan is the
--- plan: force_generic_plan makes each statement's plan once per session,
+-- eth_wallet_balances once a custom plan saw 10,000 ids.) A key
+-- whose row exists and whose total did not change costs one probe to lock it
+-- and the probes of the definition; nothing is written for it but the row
+-- lock. Since no plan here depends on how many keys come, the generic plan is
+-- the plan: force_generic_plan makes each statement's plan once per session,
 -- whatever the server's plan_cache_mode, instead of a custom plan at each of
 -- a session's first five calls and then, for small batches, at every call
 -- (the custom plans have the same shape; planning them took a one-key
@@ -140,15 +131,12 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     ids bigint[];
-    rest bigint[];      -- keys the first pass left: held by another transaction, or missing
-    locked bigint[];    -- rows this pass holds, existing ones first
+    locked bigint[];    -- rows this refresh holds, existing ones first
     old numeric[];      -- their totals when locked (same order; NULL past the existing ones)
     missing bigint[];
-    created bigint[];   -- rows this pass inserted
+    created bigint[];   -- rows this refresh inserted
     upd bigint[];
     del bigint[];
-    n integer := 0;
-    serialized boolean := false;
 BEGIN
     -- user_id is an integer: other keys name no user.
     SELECT array_agg(DISTINCT k ORDER BY k) INTO ids
@@ -158,104 +146,68 @@ BEGIN
         RETURN 0;
     END IF;
 
-    FOR pass IN 1 .. 2 LOOP
-        created := NULL;
-        IF pass = 1 THEN
-            -- 1. Lock the existing rows nobody holds, in key order (one probe
-            -- each), and note their totals. One refresh at a time does this
-            -- (a session-level advisory lock, released as soon as it is done:
-            -- the pass never waits for a row, so no refresh waits long for
-            -- it). Side by side, two first passes could each skip a row the
-            -- other took and then wait for each other in the second; one
-            -- after the other, the later one skips the earlier one's rows
-            -- and the earlier one none of the later one's.
-            BEGIN
-                SELECT true INTO serialized FROM pg_advisory_lock(hashtext('rollupd'), hashtext('eth_user_balances_refresh'));
-                SELECT array_agg(k.id) FILTER (WHERE l.balance IS NOT NULL),
-                       array_agg(l.balance) FILTER (WHERE l.balance IS NOT NULL),
-                       array_agg(k.id) FILTER (WHERE l.balance IS NULL)
-                  INTO locked, old, rest
-                  FROM unnest(ids) AS k (id)
-                  LEFT JOIN LATERAL (SELECT d.balance FROM eth_user_balances d WHERE d.user_id = k.id
-                                     FOR UPDATE SKIP LOCKED) AS l ON true;
-            EXCEPTION WHEN OTHERS OR query_canceled THEN
-                -- A session-level lock outlives the transaction: let it go.
-                IF serialized THEN
-                    PERFORM pg_advisory_unlock(hashtext('rollupd'), hashtext('eth_user_balances_refresh'));
-                END IF;
-                RAISE;
-            END;
-            PERFORM pg_advisory_unlock(hashtext('rollupd'), hashtext('eth_user_balances_refresh'));
-        ELSE
-            EXIT WHEN rest IS NULL;
-            -- 2. The rest: wait for the held rows, in key order, and note
-            -- their totals.
-            SELECT array_agg(k.id) FILTER (WHERE l.balance IS NOT NULL),
-                   array_agg(l.balance) FILTER (WHERE l.balance IS NOT NULL),
-                   array_agg(k.id) FILTER (WHERE l.balance IS NULL)
-              INTO locked, old, missing
-              FROM unnest(rest) AS k (id)
-              LEFT JOIN LATERAL (SELECT d.balance FROM eth_user_balances d WHERE d.user_id = k.id
-                                 FOR UPDATE) AS l ON true;
+    -- 1. Lock the existing rows in key order (one probe each) and note their totals.
+    SELECT array_agg(k.id) FILTER (WHERE l.balance IS NOT NULL),
+           array_agg(l.balance) FILTER (WHERE l.balance IS NOT NULL),
+           array_agg(k.id) FILTER (WHERE l.balance IS NULL)
+      INTO locked, old, missing
+      FROM unnest(ids) AS k (id)
+      LEFT JOIN LATERAL (SELECT d.balance FROM eth_user_balances d WHERE d.user_id = k.id FOR UPDATE) AS l ON true;
 
-            -- Missing rows (new users, or keys that name no user): create one
-            -- for every missing key, in key order, whatever users says now. A
-            -- row another refresh (or the build) created and has not
-            -- committed yet is invisible to the lock above: the insert waits
-            -- for it, then locks it instead (DO UPDATE ... WHERE false locks
-            -- and writes nothing), so that this refresh, which may be the
-            -- newer one, still writes it, or deletes it when the user has
-            -- stopped being current meanwhile. Skipping the keys of
-            -- non-current users here would let that other refresh's row
-            -- outlive its user. The write below deletes the rows of keys that
-            -- name no current user (a row created and deleted in this
-            -- transaction is never seen by anyone else).
-            IF missing IS NOT NULL THEN
-                WITH ins AS (
-                    INSERT INTO eth_user_balances AS d (user_id)
-                    SELECT k.id FROM unnest(missing) AS k (id) ORDER BY k.id
-                    ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
-                    RETURNING d.user_id
-                )
-                SELECT array_agg(ins.user_id) INTO created FROM ins;
-                locked := locked || missing;    -- unnest(locked, old) pads old with NULL: always compared
-            END IF;
-        END IF;
-        CONTINUE WHEN locked IS NULL;
-
-        -- Compute with a fresh snapshot; write only rows whose total differs
-        -- from the one locked (one more probe each, through the primary key:
-        -- the rows exist and are ours, so ON CONFLICT always updates), and
-        -- delete the rows of users with no current users row.
-        WITH c AS MATERIALIZED (
-            SELECT k.id AS user_id, s.balance, s.is_user
-              FROM unnest(locked, old) AS k (id, old)
-             CROSS JOIN LATERAL rollupd.eth_user_balances_of(k.id) AS s
-             WHERE s.balance IS DISTINCT FROM k.old OR NOT s.is_user
-        ), u AS (
-            INSERT INTO eth_user_balances AS d (user_id, balance)
-            SELECT c.user_id, c.balance FROM c WHERE c.is_user
-            ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, updated_at = now()
-             WHERE d.balance IS DISTINCT FROM excluded.balance
-            RETURNING d.user_id
-        ), x AS (
-            DELETE FROM eth_user_balances d
-             WHERE d.user_id = ANY (ARRAY(SELECT c.user_id FROM c WHERE NOT c.is_user))
+    -- 2. Missing rows (new users, or keys that name no user): create one for
+    -- every missing key, in key order, whatever users says now. A row another
+    -- refresh (or the build) created and has not committed yet is invisible
+    -- to step 1: the insert waits for it, then locks it instead (DO UPDATE
+    -- ... WHERE false locks and writes nothing), so that this refresh, which
+    -- may be the newer one, still writes it, or deletes it when the user has
+    -- stopped being current meanwhile. Skipping the keys of non-current users
+    -- here would let that other refresh's row outlive its user. Step 3
+    -- deletes the rows of keys that name no current user (a row created and
+    -- deleted in this transaction is never seen by anyone else).
+    IF missing IS NOT NULL THEN
+        WITH ins AS (
+            INSERT INTO eth_user_balances AS d (user_id)
+            SELECT k.id FROM unnest(missing) AS k (id) ORDER BY k.id
+            ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id WHERE false
             RETURNING d.user_id
         )
-        SELECT (SELECT array_agg(u.user_id::bigint) FROM u), (SELECT array_agg(x.user_id::bigint) FROM x) INTO upd, del;
+        SELECT array_agg(ins.user_id) INTO created FROM ins;
+        locked := locked || missing;    -- unnest(locked, old) pads old with NULL: always compared
+    END IF;
+    IF locked IS NULL THEN
+        RETURN 0;
+    END IF;
 
-        -- Rows written or deleted, each once: a row created here counts once
-        -- if it stays (its total written or not), not at all if it was deleted.
-        IF created IS NULL THEN
-            n := n + coalesce(cardinality(upd), 0) + coalesce(cardinality(del), 0);
-        ELSE
-            n := n + (SELECT count(*) FROM (SELECT unnest(upd) EXCEPT SELECT unnest(created)) AS a)
-                   + (SELECT count(*) FROM (SELECT unnest(del) EXCEPT SELECT unnest(created)) AS b)
-                   + (SELECT count(*) FROM (SELECT unnest(created) EXCEPT SELECT unnest(del)) AS e);
-        END IF;
-    END LOOP;
-    RETURN n;
+    -- 2 and 3. Compute with a fresh snapshot; write only rows whose total
+    -- differs from the one locked (one more probe each, through the primary
+    -- key: the rows exist and are ours, so ON CONFLICT always updates), and
+    -- delete the rows of users with no current users row.
+    WITH c AS MATERIALIZED (
+        SELECT k.id AS user_id, s.balance, s.is_user
+          FROM unnest(locked, old) AS k (id, old)
+         CROSS JOIN LATERAL rollupd.eth_user_balances_of(k.id) AS s
+         WHERE s.balance IS DISTINCT FROM k.old OR NOT s.is_user
+    ), u AS (
+        INSERT INTO eth_user_balances AS d (user_id, balance)
+        SELECT c.user_id, c.balance FROM c WHERE c.is_user
+        ON CONFLICT (user_id) DO UPDATE SET balance = excluded.balance, updated_at = now()
+         WHERE d.balance IS DISTINCT FROM excluded.balance
+        RETURNING d.user_id
+    ), x AS (
+        DELETE FROM eth_user_balances d
+         WHERE d.user_id = ANY (ARRAY(SELECT c.user_id FROM c WHERE NOT c.is_user))
+        RETURNING d.user_id
+    )
+    SELECT (SELECT array_agg(u.user_id::bigint) FROM u), (SELECT array_agg(x.user_id::bigint) FROM x) INTO upd, del;
+
+    -- Rows written or deleted, each once: a row created here counts once if
+    -- it stays (its total written or not), not at all if it was deleted.
+    IF created IS NULL THEN
+        RETURN coalesce(cardinality(upd), 0) + coalesce(cardinality(del), 0);
+    END IF;
+    RETURN (SELECT count(*) FROM (SELECT unnest(upd) EXCEPT SELECT unnest(created)) AS a)
+         + (SELECT count(*) FROM (SELECT unnest(del) EXCEPT SELECT unnest(created)) AS b)
+         + (SELECT count(*) FROM (SELECT unnest(created) EXCEPT SELECT unnest(del)) AS e);
 END
 $$;
 
