@@ -238,6 +238,107 @@ START_TEST(test_concurrent_refreshes_never_leave_an_older_total)
 END_TEST
 
 /*
+ * Two workers' batches share a few users: a refresh that finds one of its
+ * rows held refreshes the others first and then waits only for that one, so
+ * the batches run side by side. The held row is still recomputed after the
+ * holder's commit, and a refresh that fails in its first pass (which one
+ * refresh at a time runs, under a session-level advisory lock) leaves that
+ * lock behind in no session.
+ */
+START_TEST(test_a_held_row_holds_up_only_its_own_key)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	seed_users_with_balances(conn, 3); /* users 1..3, totals 10, 20, 30 */
+	db_exec(conn, "INSERT INTO eth_user_balances (user_id, balance) VALUES (1, 0), (2, 0), (3, 0)");
+	PGconn *a = db_open(db), *b = db_open(db);
+
+	db_exec(b, "BEGIN");
+	db_exec(b, "SELECT 1 FROM eth_user_balances WHERE user_id = 2 FOR UPDATE");
+	db_send_until_blocked(a, conn, "SELECT rollupd.eth_user_balances_refresh('{1,2,3}')");
+	/* a waits for user 2 and already holds 1 and 3 (with one pass in key
+	 * order it would wait at 2 holding 1 only, and 3 would be free). */
+	PGresult *r = PQexec(conn, "SELECT 1 FROM eth_user_balances WHERE user_id = 3 FOR UPDATE NOWAIT");
+	ck_assert_msg(PQresultStatus(r) == PGRES_FATAL_ERROR,
+	              "user 3's row was free: the refresh waited before taking it");
+	ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "55P03");
+	PQclear(r);
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 25 WHERE wallet = '0xw2'");
+	db_exec(b, "UPDATE eth_user_balances SET balance = 7 WHERE user_id = 2"); /* wrong: a must undo it */
+	db_exec(b, "COMMIT");
+	db_finish(a);
+	char *rows =
+	    db_value(conn, "SELECT string_agg(user_id || ':' || balance, ' ' ORDER BY user_id) FROM eth_user_balances");
+	ck_assert_str_eq(rows, "1:10 2:25 3:30");
+	free(rows);
+
+	/* The first pass is cancelled (its table is locked, and a 200 ms
+	 * statement_timeout runs out) after it took the advisory lock: it must
+	 * let it go. */
+	db_exec(b, "BEGIN");
+	db_exec(b, "LOCK TABLE eth_user_balances IN ACCESS EXCLUSIVE MODE");
+	db_exec(a, "SET statement_timeout = '200ms'");
+	r = PQexec(a, "SELECT rollupd.eth_user_balances_refresh('{1}')");
+	ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57014");
+	PQclear(r);
+	db_exec(b, "ROLLBACK");
+	char *left = db_value(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+	ck_assert_str_eq(left, "0");
+	free(left);
+	db_exec(a, "RESET statement_timeout");
+	db_exec(b, "SET lock_timeout = '5s'"); /* another session's refresh gets through */
+	db_exec(conn, "UPDATE eth_wallet_balances SET balance = 11 WHERE wallet = '0xw1'");
+	char *n = db_value(b, "SELECT rollupd.eth_user_balances_refresh('{1}')");
+	ck_assert_str_eq(n, "1");
+	free(n);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(conn);
+	assert_balances_verified(db);
+}
+END_TEST
+
+/*
+ * The wait that closed a cycle: refresh a skipped user 2 (held by h) and
+ * refreshes user 1 slowly (a trigger sleeps in its write); h commits; then
+ * b refreshes {1,2}. Had b's first pass taken user 2, now free, a would wait
+ * for b's row 2 and b for a's row 1: a deadlock, one of them failing. a
+ * claimed user 2's bucket for its second pass, so b leaves it alone and
+ * waits for a's ticket; both succeed, exact.
+ */
+START_TEST(test_a_key_left_for_the_second_pass_is_not_taken_by_a_younger_refresh)
+{
+	db_create(db, sizeof(db));
+	conn = db_open(db);
+	seed_users_with_balances(conn, 2); /* users 1 and 2, totals 10 and 20 */
+	db_exec(conn, "INSERT INTO eth_user_balances (user_id, balance) VALUES (1, 0), (2, 0)");
+	db_exec(conn, "CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS"
+	              " $$ BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$");
+	db_exec(conn, "CREATE TRIGGER slow_write BEFORE UPDATE ON eth_user_balances"
+	              " FOR EACH ROW WHEN (NEW.user_id = 1 AND NEW.balance = 10) EXECUTE FUNCTION slow_write()");
+	PGconn *a = db_open(db), *b = db_open(db), *h = db_open(db);
+	db_exec(h, "BEGIN");
+	db_exec(h, "SELECT 1 FROM eth_user_balances WHERE user_id = 2 FOR UPDATE");
+	ck_assert_int_eq(PQsendQuery(a, "SELECT rollupd.eth_user_balances_refresh('{1,2}')"), 1);
+	ck_assert(db_wait_value(conn, "1", 10.0, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"));
+	db_exec(h, "COMMIT");
+	db_send_until_blocked(b, conn, "SELECT rollupd.eth_user_balances_refresh('{1,2}')");
+	db_finish(a);
+	db_finish(b);
+	char *rows =
+	    db_value(conn, "SELECT string_agg(user_id || ':' || balance, ' ' ORDER BY user_id) FROM eth_user_balances");
+	ck_assert_str_eq(rows, "1:10 2:20");
+	free(rows);
+	PQfinish(a);
+	PQfinish(b);
+	PQfinish(h);
+	db_exec(conn, "DROP TRIGGER slow_write ON eth_user_balances");
+	PQfinish(conn);
+	assert_balances_verified(db);
+}
+END_TEST
+
+/*
  * Writers racing on a small key space: balance updates, links and unlinks of
  * the same wallets, users changing their own wallet, from 6 clients at once.
  * A recompute trigger loses updates here; rollupd must end exact.
@@ -502,6 +603,8 @@ static void add_rollup_tests(TCase *tc)
 	tcase_add_test(tc, test_user_rows_come_and_go_with_current_users);
 	tcase_add_test(tc, test_bulk_statement_of_thousands_of_keys_is_fully_applied);
 	tcase_add_test(tc, test_concurrent_refreshes_never_leave_an_older_total);
+	tcase_add_test(tc, test_a_held_row_holds_up_only_its_own_key);
+	tcase_add_test(tc, test_a_key_left_for_the_second_pass_is_not_taken_by_a_younger_refresh);
 	tcase_add_test(tc, test_concurrent_mixed_workload_leaves_no_mismatch);
 	tcase_add_test(tc, test_install_is_idempotent_and_uninstall_removes_everything);
 }
