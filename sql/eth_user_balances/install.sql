@@ -165,6 +165,7 @@ DECLARE
     claimed bigint[];   -- buckets (user_id & 511) of these keys that refreshes in flight claimed
     older bigint[];     -- their tickets
     tried bigint[];     -- the other buckets of these keys
+    unclaimed boolean;  -- no refresh held claims when this one's first pass began
     t bigint;
 BEGIN
     -- user_id is an integer: other keys name no user.
@@ -187,15 +188,20 @@ BEGIN
             -- totals; when keys are left, take a ticket and claim their
             -- buckets.
             BEGIN
-                WITH s AS MATERIALIZED (
-                    SELECT pg_advisory_lock(hashtext('rollupd'), hashtext('eth_user_balances_refresh'))
-                ), b AS MATERIALIZED (
-                    SELECT x.bucket, pg_try_advisory_lock(hashtext('rollupd.eth_user_balances_claim'), x.bucket::integer) AS free
-                      FROM s, (SELECT DISTINCT k & 511 AS bucket FROM unnest(ids) AS k) AS x
-                )
-                SELECT array_agg(b.bucket) FILTER (WHERE NOT b.free), array_agg(b.bucket) FILTER (WHERE b.free)
-                  INTO claimed, tried
-                  FROM b;
+                -- Whether any refresh holds claims: claimants hold this lock
+                -- shared; tried exclusively, it usually spares the buckets'.
+                SELECT pg_try_advisory_lock(hashtext('rollupd'), hashtext('eth_user_balances_claims'))
+                  INTO unclaimed
+                  FROM pg_advisory_lock(hashtext('rollupd'), hashtext('eth_user_balances_refresh'));
+                IF NOT unclaimed THEN
+                    WITH b AS MATERIALIZED (
+                        SELECT x.bucket, pg_try_advisory_lock(hashtext('rollupd.eth_user_balances_claim'), x.bucket::integer) AS free
+                          FROM (SELECT DISTINCT k & 511 AS bucket FROM unnest(ids) AS k) AS x
+                    )
+                    SELECT array_agg(b.bucket) FILTER (WHERE NOT b.free), array_agg(b.bucket) FILTER (WHERE b.free)
+                      INTO claimed, tried
+                      FROM b;
+                END IF;
                 IF claimed IS NOT NULL THEN
                     WITH l AS MATERIALIZED (
                         SELECT l.classid, l.objid::bigint AS objid, l.pid
@@ -227,6 +233,12 @@ BEGIN
                     PERFORM pg_advisory_xact_lock_shared(hashtext('rollupd.eth_user_balances_claim'), x.bucket::integer)
                        FROM (SELECT DISTINCT k & 511 AS bucket FROM unnest(rest) AS k) AS x;
                 END IF;
+                IF unclaimed THEN
+                    PERFORM pg_advisory_unlock(hashtext('rollupd'), hashtext('eth_user_balances_claims'));
+                END IF;
+                IF rest IS NOT NULL THEN
+                    PERFORM pg_advisory_xact_lock_shared(hashtext('rollupd'), hashtext('eth_user_balances_claims'));
+                END IF;
                 PERFORM pg_advisory_unlock(hashtext('rollupd'), hashtext('eth_user_balances_refresh')),
                         (SELECT count(pg_advisory_unlock(hashtext('rollupd.eth_user_balances_claim'), x.bucket::integer))
                            FROM unnest(tried) AS x (bucket));
@@ -237,6 +249,11 @@ BEGIN
                    FROM pg_locks l
                   WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.pid = pg_backend_pid() AND l.granted
                     AND l.mode = 'ExclusiveLock' AND l.classid = hashtext('rollupd.eth_user_balances_claim')::oid;
+                PERFORM pg_advisory_unlock(hashtext('rollupd'), hashtext('eth_user_balances_claims'))
+                   FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.pid = pg_backend_pid() AND l.granted
+                    AND l.mode = 'ExclusiveLock' AND l.classid = hashtext('rollupd')::oid
+                    AND l.objid = hashtext('eth_user_balances_claims')::oid;
                 PERFORM pg_advisory_unlock(hashtext('rollupd'), hashtext('eth_user_balances_refresh'))
                    FROM pg_locks l
                   WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.pid = pg_backend_pid() AND l.granted
