@@ -15,6 +15,7 @@ DROP INDEX IF EXISTS associated_wallets_lower_wallet_idx;
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_build();
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_refresh_wallets(text[]);
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_refresh(bigint[]);
+DROP FUNCTION IF EXISTS rollupd.eth_user_balances_write(bigint[], numeric[], bigint[]);
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_compute(bigint[]);
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_of(bigint);
 DROP FUNCTION IF EXISTS rollupd.eth_user_balances_wallets(bigint[]);
