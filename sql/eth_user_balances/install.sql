@@ -226,10 +226,10 @@ BEGIN
     -- rows of the other keys that nobody holds, in key order (one probe
     -- each), and note their totals; when keys are left, take a ticket and
     -- claim their buckets; let the others' first passes go; compute and
-    -- write. All in this block's subtransaction, the writes too: a row
-    -- locked in a subtransaction and updated in its parent gets a MultiXact
-    -- for its xmax (two of this transaction's xids), which took a 1,000-key
-    -- refresh from 74 to 92 ms.
+    -- write. All in this block's subtransaction (it lets go of the session
+    -- locks on error), the writes too: a row locked in a subtransaction and
+    -- updated in its parent gets a MultiXact for its xmax (two xids of this
+    -- transaction), and its new version keeps the subtransaction's lock.
     BEGIN
         -- Whether any refresh holds claims: claimants hold this lock shared;
         -- tried exclusively, it usually spares the buckets'.
